@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package kurier needs to build, test and benchmark.
+# Idempotent and noninteractive; run as root (or via sudo). Starts no system service.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # libraries
+  libboost1.74-dev libssl-dev libc-ares-dev libopendkim-dev librocksdb-dev
+  libspdlog-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
+  libgmime-3.0-dev libidn2-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  dnsmasq-base postfix python3 python3-dkim libmail-dkim-perl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+# Postfix must not configure or start a system instance: tests run their own.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+echo "postfix postfix/mailname string kurier.invalid" | $SUDO debconf-set-selections
+
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The Debian postfix package may enable the service; the project never uses it.
+$SUDO systemctl disable --now postfix >/dev/null 2>&1 || true
+echo "install-deps: installed ${#missing[@]} packages"

@@ -1,0 +1,156 @@
+// The SMTP client session (RFC 5321) as Asio coroutines.
+//
+// open_session() tries the targets (MX hosts' addresses, in the order given) until
+// one greets with 220 and accepts EHLO (or HELO as fallback), upgrading with
+// STARTTLS when offered and allowed by the policy. Session::send() runs one mail
+// transaction, pipelining MAIL, every RCPT and DATA in one flight when the server
+// offers PIPELINING, and returns every reply. After a transaction that failed
+// before the message was accepted the session sends RSET, so it can be reused for
+// the next message to the same destination; quit() ends it politely.
+//
+// Threading: a Session lives on the executor of the coroutine that opened it and
+// must only be used from there; one operation at a time. Every network operation
+// has a deadline from Timeouts. Network errors and timeouts are returned as
+// error_code values (never thrown); replies are data for the caller to judge.
+// This component never includes queue/ or engine/ headers.
+#pragma once
+
+#include <utility>  // Boost 1.74 coroutines with g++ 12 need this before Asio
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/error_code.hpp>
+
+#include "smtp/reply.h"
+
+namespace kurier::smtp {
+
+// RFC 5321 §4.5.3.2 defaults; tests shorten them.
+struct Timeouts {
+  std::chrono::milliseconds connect{30'000};
+  std::chrono::milliseconds greeting{300'000};    // initial 220
+  std::chrono::milliseconds ehlo{300'000};
+  std::chrono::milliseconds starttls{120'000};    // STARTTLS reply and the TLS handshake
+  std::chrono::milliseconds mail{300'000};
+  std::chrono::milliseconds rcpt{300'000};
+  std::chrono::milliseconds data_init{120'000};   // DATA -> 354
+  std::chrono::milliseconds data_block{180'000};  // each write of message content
+  std::chrono::milliseconds data_term{600'000};   // final "." -> 250
+  std::chrono::milliseconds rset{120'000};
+  std::chrono::milliseconds quit{30'000};
+};
+
+enum class TlsPolicy {
+  disabled,       // never STARTTLS
+  opportunistic,  // STARTTLS when offered, no certificate check; if the handshake fails,
+                  // that target fails and the next one is tried (see open_session)
+  required,       // a target that does not offer STARTTLS, or fails it, is skipped
+};
+
+struct Target {
+  std::string host;     // MX host name (logs, SNI); may be empty
+  std::string address;  // IPv4 or IPv6 literal to connect to
+};
+
+struct SessionOptions {
+  std::string helo_name = "localhost";
+  std::uint16_t port = 25;
+  TlsPolicy tls = TlsPolicy::opportunistic;
+  bool use_pipelining = true;  // pipeline when the server offers PIPELINING
+  Timeouts timeouts;
+};
+
+struct Extensions {
+  bool esmtp = false;  // EHLO accepted (false: HELO fallback)
+  bool pipelining = false;
+  bool starttls = false;
+  bool eight_bit_mime = false;
+  bool smtputf8 = false;
+  std::uint64_t size_limit = 0;  // SIZE parameter; 0 = none announced
+};
+
+struct SessionInfo {
+  Target target;
+  Reply greeting;
+  Extensions extensions;  // as announced after STARTTLS when TLS is active
+  bool tls = false;
+  std::string tls_protocol;  // "TLSv1.3"
+  std::string tls_cipher;    // "TLS_AES_256_GCM_SHA384"
+};
+
+// Why a target did not give us a usable session.
+struct ConnectFailure {
+  Target target;
+  std::string phase;               // "connect", "greeting", "ehlo", "helo", "starttls"
+  boost::system::error_code error;  // set for network errors, timeouts, TLS failures
+  Reply reply;                     // set when the server refused us with a reply
+};
+
+struct Envelope {
+  std::string mail_from;                // without angle brackets; "" = null reverse-path
+  std::vector<std::string> recipients;  // without angle brackets
+  bool eight_bit = false;               // body has 8-bit data: BODY=8BITMIME when offered
+  bool smtputf8 = false;                // UTF-8 addresses: SMTPUTF8 when offered
+};
+
+struct TransactionResult {
+  Reply mail;
+  std::vector<Reply> rcpt;  // one per envelope recipient, in order; code 0 = not reached
+  Reply data;               // reply to DATA (354 expected); code 0 = not reached
+  Reply final;              // reply after the message content; code 0 = not reached
+  // Set when the connection failed or timed out mid-transaction (the session is then
+  // unusable); error_phase names the step: "mail", "rcpt", "data", "content", "final".
+  boost::system::error_code error;
+  std::string error_phase;
+
+  // The reply that decides recipient i: the refusal of MAIL, of its RCPT, of DATA,
+  // or the final reply. A reply with code 0 means no decision (see `error`).
+  const Reply& outcome_for(std::size_t i) const;
+};
+
+class Session {
+ public:
+  struct Impl;
+  explicit Session(std::unique_ptr<Impl> impl);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const SessionInfo& info() const;
+  // Open and in a clean state for a new transaction.
+  bool usable() const;
+  std::size_t transactions() const;
+
+  // Runs one transaction. `message` is in wire form: CRLF line endings, already
+  // dot-stuffed (see dot_stuff), without the terminating ".\r\n"; it must stay alive
+  // until the returned awaitable completes. A message over the server's SIZE limit
+  // is not sent: MAIL gets a local reply "552 5.3.4 message size exceeds fixed limit".
+  boost::asio::awaitable<TransactionResult> send(const Envelope& envelope, std::string_view message);
+
+  // Sends QUIT (bounded by timeouts.quit) and closes. Never throws.
+  boost::asio::awaitable<void> quit();
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+struct OpenResult {
+  std::unique_ptr<Session> session;      // null when every target failed
+  std::vector<ConnectFailure> failures;  // targets that failed, in order tried
+};
+
+// Tries `targets` in order: the next target on connection failure, timeout, a 4xx/5xx
+// greeting, EHLO and HELO refused, or a TLS failure. Runs on the caller's executor.
+boost::asio::awaitable<OpenResult> open_session(std::vector<Target> targets, SessionOptions options);
+
+// Converts a message to wire form: bare LF and bare CR become CRLF, lines starting
+// with '.' get another '.', and the result ends with CRLF.
+std::string to_wire(std::string_view message);
+
+}  // namespace kurier::smtp
