@@ -1,0 +1,42 @@
+// A streaming RFC 4180 CSV reader for recipients.csv: comma-separated, fields
+// optionally in double quotes ("" for a quote inside), CRLF or LF line ends, a
+// UTF-8 BOM at the start ignored. Quoted fields may span lines (the caller then
+// refuses them as header injection, with the line number). Reads in chunks: memory
+// does not grow with the file. Not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <istream>
+#include <string>
+#include <vector>
+
+namespace kurier::engine {
+
+class CsvReader {
+ public:
+  // Defend against hostile files: a longer record is an InputError.
+  static constexpr std::size_t kMaxRecordBytes = 64 * 1024;
+
+  CsvReader(std::istream& in, std::string file_name);
+
+  // Reads the next record into `fields` (replacing its contents). Returns false at
+  // end of input. Blank lines are skipped. Throws InputError (file, line) on an
+  // unterminated quote, text after a closing quote, or an overlong record.
+  bool next(std::vector<std::string>& fields);
+
+  // 1-based line on which the last record returned by next() started.
+  std::size_t line() const { return record_line_; }
+  const std::string& file_name() const { return file_name_; }
+
+ private:
+  bool fill();
+  std::istream& in_;
+  std::string file_name_;
+  std::string buffer_;
+  std::size_t pos_ = 0;
+  bool eof_ = false;
+  std::size_t line_ = 1;
+  std::size_t record_line_ = 0;
+};
+
+}  // namespace kurier::engine
