@@ -29,7 +29,15 @@ class CsvReader {
   const std::string& file_name() const { return file_name_; }
 
  private:
+  // Read size: large enough that a BOM and typical records arrive in one chunk,
+  // small enough that memory stays flat for any file size.
+  static constexpr std::size_t kChunkBytes = 64 * 1024;
+  static constexpr int kEnd = -1;  // peek() at end of input
+
   bool fill();
+  int peek();                  // next byte (0..255) or kEnd; refills the buffer
+  void consume_line_break();   // at '\r' or '\n': CRLF, LF or lone CR; counts the line
+  void count_bytes(std::size_t n, std::size_t* record_bytes) const;  // enforces kMaxRecordBytes
   std::istream& in_;
   std::string file_name_;
   std::string buffer_;
@@ -37,6 +45,7 @@ class CsvReader {
   bool eof_ = false;
   std::size_t line_ = 1;
   std::size_t record_line_ = 0;
+  bool started_ = false;  // BOM check done
 };
 
 }  // namespace kurier::engine

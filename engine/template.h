@@ -49,12 +49,16 @@ class Template {
     std::string literal;         // wire-form text (used when field < 0)
     int field = -1;              // index into values
     bool in_header = false;      // value goes into a header field: encode non-ASCII
-    bool at_line_start = false;  // a leading '.' in the value must be stuffed
+    // A field that opens its template line, or any segment preceded on its line only
+    // by fields: a leading '.' is stuffed at render time when the output is at a line
+    // start. (Literals that open a line are stuffed at compile time.)
+    bool at_line_start = false;
   };
   std::vector<Segment> segments_;
   std::vector<std::string> header_names_;  // lower-case
   std::vector<std::string> used_fields_;
   std::size_t literal_size_ = 0;
+  std::size_t field_count_ = 0;  // 1 + the highest field index used: render checks values.size()
   bool eight_bit_ = false;
 };
 

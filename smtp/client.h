@@ -72,6 +72,7 @@ struct Extensions {
   bool starttls = false;
   bool eight_bit_mime = false;
   bool smtputf8 = false;
+  bool size = false;             // SIZE offered: MAIL carries SIZE=n
   std::uint64_t size_limit = 0;  // SIZE parameter; 0 = none announced
 };
 

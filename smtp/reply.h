@@ -20,7 +20,8 @@ inline constexpr std::size_t kMaxReplyBytes = 16 * 1024;
 
 struct Reply {
   int code = 0;             // 3-digit code; 0 = no reply (local failure)
-  std::string enhanced;     // "5.1.1" if the first line carries an RFC 3463 code, else ""
+  std::string enhanced;     // "5.1.1" if the first line carries an RFC 3463 code of the
+                            // reply's class (a "250 5.1.1" is text), else ""
   std::string text;         // text of all lines, enhanced code and code stripped from each,
                             // joined with '\n'
   std::vector<std::string> lines;  // raw lines as received (without CRLF), bounded as above
@@ -50,9 +51,11 @@ class ReplyParser {
   Reply take();
 
  private:
-  void finish_line();
-  std::string line_;
-  bool line_overflow_ = false;
+  void append_partial(std::string_view piece);
+  void finish_line(std::string_view line);
+  std::string line_;            // a line split across feed() calls, cut at kMaxReplyLineBytes
+  bool line_overflow_ = false;  // line_ was cut: drop bytes until the line ends
+  bool first_line_ = true;      // the enhanced code is taken from the first line only
   Reply reply_;
   std::size_t text_bytes_ = 0;
   bool ready_ = false;

@@ -1,0 +1,194 @@
+// Loads kurier.toml and the [default] block of shaping.toml with toml++.
+// Runs once at start-up on the main thread; every problem is an InputError with
+// file, line and key, so the CLI exits 2 with a message a user can act on.
+#include "engine/config.h"
+
+#include <unistd.h>
+
+#include <toml++/toml.h>
+
+#include "engine/input_error.h"
+
+namespace kurier::engine {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::size_t line_of(const toml::node& node) { return node.source().begin.line; }
+
+template <typename T>
+std::optional<T> get(const toml::table& table, std::string_view key, const std::string& file,
+                     const std::string& qualified) {
+  const toml::node* node = table.get(key);
+  if (!node) return std::nullopt;
+  if (auto value = node->value<T>()) return *value;
+  throw InputError(file, line_of(*node), qualified, "has the wrong type");
+}
+
+std::chrono::milliseconds get_ms(const toml::table& table, std::string_view key, const std::string& file,
+                                 const std::string& qualified, std::chrono::milliseconds fallback) {
+  auto v = get<std::int64_t>(table, key, file, qualified);
+  if (!v) return fallback;
+  if (*v <= 0) throw InputError(file, line_of(*table.get(key)), qualified, "must be positive");
+  return std::chrono::milliseconds(*v);
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+toml::table parse_toml(const fs::path& path) {
+  try {
+    return toml::parse_file(path.string());
+  } catch (const toml::parse_error& e) {
+    throw InputError(path.string(), e.source().begin.line, "", std::string(e.description()));
+  }
+}
+
+void load_shaping(const fs::path& path, ShapingLimits& limits) {
+  const std::string file = path.string();
+  if (!fs::exists(path)) throw InputError(file, 0, "", "cannot read file");
+  toml::table root = parse_toml(path);
+  const toml::table* def = root["default"].as_table();
+  if (!def) return;
+  if (auto v = get<std::int64_t>(*def, "connections", file, "default.connections")) {
+    if (*v < 1) throw InputError(file, line_of(*def->get("connections")), "default.connections", "must be >= 1");
+    limits.connections = static_cast<int>(*v);
+  }
+  if (auto v = get<std::int64_t>(*def, "messages_per_connection", file, "default.messages_per_connection")) {
+    if (*v < 1)
+      throw InputError(file, line_of(*def->get("messages_per_connection")), "default.messages_per_connection",
+                       "must be >= 1");
+    limits.messages_per_connection = static_cast<int>(*v);
+  }
+  if (const toml::node* node = def->get("retry")) {
+    const toml::array* array = node->as_array();
+    if (!array || array->empty()) throw InputError(file, line_of(*node), "default.retry", "must be a list like [\"5m\", \"15m\"]");
+    limits.retry.clear();
+    for (const auto& item : *array) {
+      auto text = item.value<std::string>();
+      auto duration = text ? parse_duration(*text) : std::nullopt;
+      if (!duration) throw InputError(file, line_of(item), "default.retry", "not a duration like \"5m\"");
+      limits.retry.push_back(*duration);
+    }
+  }
+  if (auto v = get<std::string>(*def, "max_age", file, "default.max_age")) {
+    auto duration = parse_duration(*v);
+    if (!duration) throw InputError(file, line_of(*def->get("max_age")), "default.max_age", "not a duration like \"5d\"");
+    limits.max_age = *duration;
+  }
+}
+
+}  // namespace
+
+std::optional<std::chrono::seconds> parse_duration(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  std::size_t pos = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &pos);
+  } catch (...) {
+    return std::nullopt;
+  }
+  if (value < 0) return std::nullopt;
+  std::string unit = text.substr(pos);
+  if (unit == "s" || unit.empty()) return std::chrono::seconds(value);
+  if (unit == "m") return std::chrono::minutes(value);
+  if (unit == "h") return std::chrono::hours(value);
+  if (unit == "d") return std::chrono::hours(24 * value);
+  return std::nullopt;
+}
+
+Config load_config(const std::optional<fs::path>& path_arg) {
+  Config config;
+  config.helo = host_name();
+  fs::path path;
+  if (path_arg) {
+    path = *path_arg;
+    if (!fs::exists(path)) throw InputError(path.string(), 0, "", "cannot read file");
+  } else if (fs::exists("kurier.toml")) {
+    path = "kurier.toml";
+  } else {
+    return config;
+  }
+  config.file = path;
+  const std::string file = path.string();
+  const fs::path base = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() ? fs::path(p) : base / p; };
+
+  toml::table root = parse_toml(path);
+
+  if (const toml::table* q = root["queue"].as_table())
+    if (auto v = get<std::string>(*q, "path", file, "queue.path")) config.queue_path = resolve(*v);
+
+  if (const toml::table* d = root["dns"].as_table()) {
+    if (const toml::node* node = d->get("servers")) {
+      const toml::array* array = node->as_array();
+      if (!array) throw InputError(file, line_of(*node), "dns.servers", "must be a list of \"host:port\"");
+      for (const auto& item : *array) {
+        auto text = item.value<std::string>();
+        if (!text || text->empty()) throw InputError(file, line_of(item), "dns.servers", "must be a list of \"host:port\"");
+        config.dns_servers.push_back(*text);
+      }
+    }
+    config.dns_timeout = get_ms(*d, "timeout_ms", file, "dns.timeout_ms", config.dns_timeout);
+  }
+
+  if (const toml::table* s = root["smtp"].as_table()) {
+    if (auto v = get<std::string>(*s, "helo", file, "smtp.helo")) config.helo = *v;
+    if (auto v = get<std::int64_t>(*s, "port", file, "smtp.port")) {
+      if (*v < 1 || *v > 65535) throw InputError(file, line_of(*s->get("port")), "smtp.port", "must be 1..65535");
+      config.smtp_port = static_cast<std::uint16_t>(*v);
+    }
+    if (auto v = get<std::string>(*s, "tls", file, "smtp.tls")) {
+      if (*v == "opportunistic") config.tls = smtp::TlsPolicy::opportunistic;
+      else if (*v == "required") config.tls = smtp::TlsPolicy::required;
+      else if (*v == "disabled") config.tls = smtp::TlsPolicy::disabled;
+      else throw InputError(file, line_of(*s->get("tls")), "smtp.tls", "must be opportunistic, required or disabled");
+    }
+    if (const toml::table* t = (*s)["timeouts"].as_table()) {
+      auto& to = config.timeouts;
+      to.connect = get_ms(*t, "connect_ms", file, "smtp.timeouts.connect_ms", to.connect);
+      to.greeting = get_ms(*t, "greeting_ms", file, "smtp.timeouts.greeting_ms", to.greeting);
+      to.ehlo = get_ms(*t, "ehlo_ms", file, "smtp.timeouts.ehlo_ms", to.ehlo);
+      to.starttls = get_ms(*t, "starttls_ms", file, "smtp.timeouts.starttls_ms", to.starttls);
+      to.mail = get_ms(*t, "mail_ms", file, "smtp.timeouts.mail_ms", to.mail);
+      to.rcpt = get_ms(*t, "rcpt_ms", file, "smtp.timeouts.rcpt_ms", to.rcpt);
+      to.data_init = get_ms(*t, "data_init_ms", file, "smtp.timeouts.data_init_ms", to.data_init);
+      to.data_block = get_ms(*t, "data_block_ms", file, "smtp.timeouts.data_block_ms", to.data_block);
+      to.data_term = get_ms(*t, "data_term_ms", file, "smtp.timeouts.data_term_ms", to.data_term);
+      to.rset = get_ms(*t, "rset_ms", file, "smtp.timeouts.rset_ms", to.rset);
+      to.quit = get_ms(*t, "quit_ms", file, "smtp.timeouts.quit_ms", to.quit);
+    }
+  }
+
+  if (const toml::table* v = root["verp"].as_table())
+    if (auto secret = get<std::string>(*v, "secret", file, "verp.secret")) config.verp_secret = *secret;
+
+  if (const toml::table* h = root["http"].as_table())
+    if (auto v = get<std::string>(*h, "listen", file, "http.listen")) config.http_listen = *v;
+  if (const toml::table* b = root["bounce"].as_table())
+    if (auto v = get<std::string>(*b, "listen", file, "bounce.listen")) config.bounce_listen = *v;
+
+  if (const toml::table* e = root["engine"].as_table()) {
+    if (auto v = get<std::int64_t>(*e, "workers", file, "engine.workers")) {
+      if (*v < 0 || *v > 64) throw InputError(file, line_of(*e->get("workers")), "engine.workers", "must be 0..64");
+      config.workers = static_cast<int>(*v);
+    }
+    if (auto v = get<std::int64_t>(*e, "window", file, "engine.window")) {
+      if (*v < 1) throw InputError(file, line_of(*e->get("window")), "engine.window", "must be >= 1");
+      config.window = static_cast<std::size_t>(*v);
+    }
+  }
+  if (const toml::table* l = root["log"].as_table())
+    if (auto v = get<std::string>(*l, "level", file, "log.level")) config.log_level = *v;
+
+  if (const toml::table* s = root["shaping"].as_table())
+    if (auto v = get<std::string>(*s, "file", file, "shaping.file")) load_shaping(resolve(*v), config.shaping);
+
+  return config;
+}
+
+}  // namespace kurier::engine

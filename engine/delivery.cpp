@@ -1,0 +1,645 @@
+// The delivery engine: feeder (caller's thread), workers (one io_context and
+// thread each, sessions as coroutines), result writer (own thread, group commit).
+// Network failures become deferrals; a store failure stops everything and is
+// rethrown from run(); nothing recorded is ever lost.
+#include "engine/delivery.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/asio.h"
+#include "common/log.h"
+#include "dns/mx_resolver.h"
+#include "engine/address.h"
+#include "engine/classify.h"
+#include "engine/template.h"
+#include "engine/verp.h"
+#include "smtp/client.h"
+
+namespace kurier::engine {
+namespace {
+
+// How many due recipients the feeder takes from the store per scan: large enough to
+// amortise the scan, small next to the window so one scan never stalls the loop.
+constexpr std::size_t kDueBatch = 2000;
+// The feeder sleeps at most this long when idle, so new work and the done()
+// condition are noticed promptly.
+constexpr std::chrono::milliseconds kIdlePoll{50};
+// MX addresses tried per session (Postfix: smtp_mx_address_limit = 5); more only
+// delays the deferral when a whole site is down.
+constexpr std::size_t kMaxTargets = 10;
+// After stop(), open transactions get this long to finish before workers are torn down.
+constexpr std::chrono::seconds kStopGrace{15};
+// Largest batch one record() call writes; bounds the writer's memory and latency.
+constexpr std::size_t kMaxRecordBatch = 20000;
+
+struct RecipientKeyHash {
+  std::size_t operator()(const queue::RecipientKey& k) const noexcept {
+    return std::hash<std::uint64_t>{}((std::uint64_t{k.campaign} << 32) | k.recipient);
+  }
+};
+
+// The domain of the From header value ("Name <a@b.c>" or "a@b.c").
+std::string from_domain(const std::string& from) {
+  std::string address = from;
+  auto lt = from.find('<');
+  auto gt = from.find('>', lt == std::string::npos ? 0 : lt);
+  if (lt != std::string::npos && gt != std::string::npos) address = from.substr(lt + 1, gt - lt - 1);
+  auto domain = domain_of(address);
+  return domain.empty() ? "localhost" : domain;
+}
+
+std::string rfc5322_date(std::int64_t now_ms) {
+  std::time_t t = static_cast<std::time_t>(now_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+}  // namespace
+
+std::int64_t system_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Everything a worker needs to render a campaign's messages; built once per campaign.
+struct CampaignContext {
+  queue::Campaign campaign;
+  Template tmpl;
+  std::string from_domain;
+  bool add_from = false;
+  bool add_to = false;
+  bool add_date = false;
+  bool add_message_id = false;
+};
+
+struct Job {
+  queue::Recipient recipient;
+  std::shared_ptr<const CampaignContext> campaign;
+  std::string domain;
+};
+
+struct Destination {
+  std::string domain;
+  std::deque<Job> pending;
+  int sessions = 0;   // opening or open
+  int connected = 0;  // past the greeting and EHLO
+};
+
+class Worker;
+
+struct Delivery::Impl {
+  Impl(queue::Store& store_in, const Config& config_in, Clock clock_in)
+      : store(store_in), config(config_in), clock(std::move(clock_in)), verp(config_in.verp_secret.empty()
+                                                                                 ? std::string("unset")
+                                                                                 : config_in.verp_secret) {}
+
+  void run(const std::function<bool()>& done);
+  void dispatch(queue::Recipient&& recipient);
+  std::shared_ptr<const CampaignContext> context_for(queue::CampaignId id);
+  void report(queue::Outcome&& outcome);  // any worker thread
+  void writer_loop();
+  void on_recorded(const std::vector<queue::Outcome>& batch);
+  void fail(std::exception_ptr error);
+
+  queue::Store& store;
+  const Config& config;
+  Clock clock;
+  Verp verp;
+  std::shared_ptr<spdlog::logger> log = kurier::log::get("engine");
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unordered_map<queue::CampaignId, std::shared_ptr<const CampaignContext>> contexts;  // feeder only
+
+  // In-flight window: keys dispatched whose outcome is not durable yet.
+  mutable std::mutex flight_mutex;
+  std::condition_variable flight_cv;  // signalled when outcomes become durable
+  std::unordered_set<queue::RecipientKey, RecipientKeyHash> in_flight;
+  std::unordered_map<queue::CampaignId, std::uint64_t> in_flight_by_campaign;
+
+  // Result writer.
+  std::mutex results_mutex;
+  std::condition_variable results_cv;
+  std::vector<queue::Outcome> results;
+  bool writer_stop = false;
+  std::thread writer;
+
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> failed{false};
+  std::exception_ptr failure;  // guarded by flight_mutex
+
+  std::atomic<std::uint64_t> delivered{0}, deferred{0}, bounced{0}, expired{0}, sessions{0}, messages_sent{0};
+};
+
+// One io_context and thread; owns the destinations hashed to it.
+class Worker {
+ public:
+  Worker(Delivery::Impl& owner, std::size_t index)
+      : owner_(owner), index_(index), guard_(asio::make_work_guard(io_)) {
+    dns::ResolverOptions dns_options;
+    dns_options.servers = owner.config.dns_servers;
+    dns_options.timeout = owner.config.dns_timeout;
+    resolver_ = dns::make_cares_resolver(io_, dns_options);
+    session_options_.helo_name = owner.config.helo;
+    session_options_.port = owner.config.smtp_port;
+    session_options_.tls = owner.config.tls;
+    session_options_.timeouts = owner.config.timeouts;
+  }
+
+  void start() {
+    thread_ = std::thread([this] {
+      try {
+        io_.run();
+      } catch (...) {
+        owner_.fail(std::current_exception());
+      }
+    });
+  }
+
+  void post(Job&& job) {
+    asio::post(io_, [this, job = std::move(job)]() mutable { enqueue(std::move(job)); });
+  }
+
+  std::size_t active_sessions() const { return active_sessions_.load(); }
+
+  // Called once no session is active (or the grace period is over): stops the loop.
+  // Jobs never tried stay scheduled in the store, so dropping them loses nothing;
+  // coroutine frames still suspended are destroyed with the io_context.
+  void shutdown() {
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void enqueue(Job&& job) {
+    auto& slot = destinations_[job.domain];
+    if (!slot) {
+      slot = std::make_unique<Destination>();
+      slot->domain = job.domain;
+    }
+    slot->pending.push_back(std::move(job));
+    start_sessions(*slot);
+  }
+
+  void start_sessions(Destination& dest) {
+    const int limit = owner_.config.shaping.connections;
+    while (!owner_.stopping && dest.sessions < limit && static_cast<std::size_t>(dest.sessions) < dest.pending.size()) {
+      ++dest.sessions;
+      ++active_sessions_;
+      ++owner_.sessions;
+      asio::co_spawn(io_, run_session(this, &dest), [this](std::exception_ptr error) {
+        if (error) {
+          try {
+            std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            owner_.log->error("event=session_crashed worker={} error=\"{}\"", index_, e.what());
+          }
+        }
+      });
+    }
+  }
+
+  void session_ended(Destination& dest) {
+    --dest.sessions;
+    --active_sessions_;
+    --owner_.sessions;
+    if (!dest.pending.empty() && !owner_.stopping) {
+      start_sessions(dest);
+    } else if (dest.pending.empty() && dest.sessions == 0) {
+      const std::string key = dest.domain;  // dest dies with the erase
+      destinations_.erase(key);             // bounded memory with many domains
+    }
+  }
+
+  asio::awaitable<dns::MxResult> resolve(std::string domain) {
+    auto initiate = [this, domain](auto handler) {
+      auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+      resolver_->resolve_mx(domain, [shared](dns::MxResult result) { (*shared)(std::move(result)); });
+    };
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(dns::MxResult)>(
+        std::move(initiate), asio::use_awaitable);
+  }
+
+  // One SMTP session for a destination: resolve, open, then deliver queued jobs
+  // over the same connection until the queue is empty or the per-connection limit.
+  static asio::awaitable<void> run_session(Worker* self, Destination* dest) {
+    co_await self->session_body(*dest);
+    self->session_ended(*dest);
+  }
+
+  asio::awaitable<void> session_body(Destination& dest) {
+    dns::MxResult mx = co_await resolve(dest.domain);
+    if (mx.status != dns::Status::ok) {
+      fail_destination_dns(dest, mx);
+      co_return;
+    }
+    std::vector<smtp::Target> targets;
+    for (const auto& host : mx.hosts)
+      for (const auto& address : host.addresses)
+        if (targets.size() < kMaxTargets) targets.push_back({host.name, address});
+    if (targets.empty()) {
+      mx.status = dns::Status::temporary;
+      mx.detail = "no MX host has an address";
+      fail_destination_dns(dest, mx);
+      co_return;
+    }
+    if (owner_.stopping || dest.pending.empty()) co_return;
+
+    smtp::OpenResult opened = co_await smtp::open_session(std::move(targets), session_options_);
+    if (!opened.session) {
+      fail_destination_connect(dest, opened.failures);
+      co_return;
+    }
+    smtp::Session& session = *opened.session;
+    ++dest.connected;
+    struct Connected {
+      Destination& d;
+      ~Connected() { --d.connected; }
+    } connected_guard{dest};
+    const auto& info = session.info();
+    const std::string tls_detail = info.tls ? info.tls_protocol + " " + info.tls_cipher : std::string();
+    std::string message;  // reused for every message of this session
+    int sent = 0;
+    while (!dest.pending.empty() && session.usable() && sent < owner_.config.shaping.messages_per_connection &&
+           !owner_.stopping) {
+      Job job = std::move(dest.pending.front());
+      dest.pending.pop_front();
+      const CampaignContext& ctx = *job.campaign;
+      smtp::Envelope envelope;
+      envelope.mail_from = owner_.verp.address({job.recipient.key.campaign, job.recipient.key.recipient},
+                                               ctx.campaign.verp_domain);
+      envelope.recipients = {job.recipient.address};
+      render(job, message);
+      envelope.eight_bit = ctx.tmpl.eight_bit() || has_8bit(message);
+      envelope.smtputf8 = has_8bit(job.recipient.address);
+
+      ++owner_.messages_sent;
+      smtp::TransactionResult result = co_await session.send(envelope, message);
+      const smtp::Reply& reply = result.outcome_for(0);
+      // The server closing a reused connection before our MAIL (421 or a drop) is
+      // about the connection, not this recipient: put it back for a new session.
+      bool connection_refused_mail = (reply.code == 421 || (reply.code == 0 && result.error_phase == "mail"));
+      if (connection_refused_mail && sent > 0) {
+        dest.pending.push_front(std::move(job));
+        break;
+      }
+      ++sent;
+      queue::Attempt attempt;
+      attempt.time_ms = owner_.clock();
+      attempt.mx_host = info.target.host;
+      attempt.mx_address = info.target.address;
+      attempt.tls = info.tls;
+      attempt.tls_detail = tls_detail;
+      attempt.code = reply.code;
+      attempt.enhanced = reply.enhanced;
+      attempt.text = reply.code ? reply.text
+                                : (result.error_phase + ": " + (result.error ? result.error.message() : "no reply"));
+      Classification c = classify_reply(reply.code, reply.enhanced, reply.text);
+      finish(job, c, std::move(attempt));
+    }
+    co_await session.quit();
+  }
+
+  void render(const Job& job, std::string& out) {
+    const CampaignContext& ctx = *job.campaign;
+    const auto now = owner_.clock();
+    std::string headers;
+    if (ctx.add_message_id) {
+      headers += "Message-ID: <";
+      headers += std::to_string(job.recipient.key.campaign) + "." + std::to_string(job.recipient.key.recipient) + "." +
+                 std::to_string(ctx.campaign.created_ms) + "@" + ctx.from_domain + ">\r\n";
+    }
+    if (ctx.add_date) {
+      if (now / 1000 != date_second_) {
+        date_second_ = now / 1000;
+        date_ = rfc5322_date(now);
+      }
+      headers += "Date: " + date_ + "\r\n";
+    }
+    if (ctx.add_from) headers += "From: " + ctx.campaign.from + "\r\n";
+    if (ctx.add_to) headers += "To: <" + job.recipient.address + ">\r\n";
+    values_.clear();
+    for (const auto& f : job.recipient.fields) values_.emplace_back(f);
+    out.clear();
+    out.reserve(ctx.tmpl.literal_size() + headers.size() + 256);
+    ctx.tmpl.render(values_, headers, out);
+  }
+
+  // Turns a classification into the recipient's new status and hands it to the writer.
+  void finish(Job& job, const Classification& c, queue::Attempt attempt) {
+    const auto now = attempt.time_ms;
+    queue::Outcome outcome;
+    outcome.key = job.recipient.key;
+    outcome.previous_due_ms = job.recipient.status.next_attempt_ms;
+    queue::Status& s = outcome.status;
+    s.attempts = static_cast<std::uint16_t>(job.recipient.status.attempts + 1);
+    s.last_attempt_ms = now;
+    s.code = attempt.code;
+    s.enhanced = attempt.enhanced;
+    s.mx = attempt.mx_host.empty() ? attempt.mx_address : attempt.mx_host;
+    s.category = c.category;
+    s.reason = c.reason;
+    const auto& shaping = owner_.config.shaping;
+    switch (c.disposition) {
+      case Disposition::delivered:
+        s.state = queue::State::delivered;
+        attempt.classification = "delivered";
+        break;
+      case Disposition::bounced:
+        s.state = queue::State::bounced;
+        attempt.classification = "bounced " + c.category + " " + c.reason;
+        break;
+      case Disposition::deferred: {
+        const auto age = std::chrono::milliseconds(now - job.campaign->campaign.created_ms);
+        const auto& retry = shaping.retry;
+        const auto delay = retry[std::min<std::size_t>(s.attempts - 1u, retry.size() - 1)];
+        if (age >= shaping.max_age) {
+          s.state = queue::State::expired;
+          s.category = "soft";
+          s.reason = "expired";
+          attempt.classification = "expired (last: " + c.reason + ")";
+        } else {
+          s.state = queue::State::deferred;
+          // The last try happens at max age, so expiry is decided by a real reply.
+          const auto expiry = job.campaign->campaign.created_ms +
+                              std::chrono::duration_cast<std::chrono::milliseconds>(shaping.max_age).count();
+          s.next_attempt_ms =
+              std::min(now + std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(), expiry);
+          attempt.classification = "deferred " + c.reason;
+        }
+        break;
+      }
+    }
+    outcome.attempt = std::move(attempt);
+    owner_.report(std::move(outcome));
+  }
+
+  void fail_destination_dns(Destination& dest, const dns::MxResult& mx) {
+    Classification c;
+    std::string enhanced;
+    if (dns::is_permanent(mx.status)) {
+      c.disposition = Disposition::bounced;
+      c.reason = mx.status == dns::Status::null_mx ? "notaccept" : "hostunknown";
+      c.category = "hard";
+      enhanced = mx.status == dns::Status::null_mx ? "5.1.10" : "5.1.2";
+    } else {
+      c.disposition = Disposition::deferred;
+      c.reason = "networkerror";
+      c.category = "soft";
+      enhanced = "4.4.3";
+    }
+    owner_.log->debug("event=dns_failure domain={} status={} detail=\"{}\"", dest.domain, dns::to_string(mx.status),
+                      mx.detail);
+    while (!dest.pending.empty()) {
+      Job job = std::move(dest.pending.front());
+      dest.pending.pop_front();
+      queue::Attempt attempt;
+      attempt.time_ms = owner_.clock();
+      attempt.enhanced = enhanced;
+      attempt.text = std::string("DNS: ") + dns::to_string(mx.status) + (mx.detail.empty() ? "" : ": " + mx.detail);
+      finish(job, c, std::move(attempt));
+    }
+  }
+
+  void fail_destination_connect(Destination& dest, const std::vector<smtp::ConnectFailure>& failures) {
+    // A session of this destination got through: leave the queue to it. Otherwise
+    // the site is down: defer everything queued for it now rather than letting new
+    // sessions fail one after another.
+    if (dest.connected > 0) return;
+    queue::Attempt base;
+    int code = 0;
+    std::string enhanced, text;
+    if (!failures.empty()) {
+      const auto& last = failures.back();
+      base.mx_host = last.target.host;
+      base.mx_address = last.target.address;
+      code = last.reply.code;
+      enhanced = last.reply.enhanced;
+      text = last.phase + ": " + (last.reply.code ? last.reply.text : last.error.message());
+      if (failures.size() > 1) text += " (" + std::to_string(failures.size()) + " MX addresses tried)";
+    } else {
+      text = "no MX address to try";
+    }
+    Classification c = classify_reply(code, enhanced, text);
+    // A site that refuses to talk is a site-level problem: defer, never bounce.
+    c.disposition = Disposition::deferred;
+    if (c.category == "hard") c.category = "soft";
+    owner_.log->debug("event=connect_failed domain={} detail=\"{}\"", dest.domain, text);
+    while (!dest.pending.empty()) {
+      Job job = std::move(dest.pending.front());
+      dest.pending.pop_front();
+      queue::Attempt attempt = base;
+      attempt.time_ms = owner_.clock();
+      attempt.code = code;
+      attempt.enhanced = enhanced;
+      attempt.text = text;
+      finish(job, c, std::move(attempt));
+    }
+  }
+
+  Delivery::Impl& owner_;
+  std::size_t index_;
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::unique_ptr<dns::MxResolver> resolver_;
+  smtp::SessionOptions session_options_;
+  std::unordered_map<std::string, std::unique_ptr<Destination>> destinations_;
+  std::atomic<std::size_t> active_sessions_{0};
+  std::vector<std::string_view> values_;
+  std::int64_t date_second_ = -1;
+  std::string date_;
+  std::thread thread_;
+};
+
+std::shared_ptr<const CampaignContext> Delivery::Impl::context_for(queue::CampaignId id) {
+  auto it = contexts.find(id);
+  if (it != contexts.end()) return it->second;
+  auto campaign = store.campaign(id);
+  if (!campaign) return nullptr;
+  auto ctx = std::make_shared<CampaignContext>(
+      CampaignContext{*campaign, Template::compile(campaign->template_text, campaign->fields), {}, {}, {}, {}, {}});
+  ctx->from_domain = from_domain(campaign->from);
+  ctx->add_from = !ctx->tmpl.has_header("from");
+  ctx->add_to = !ctx->tmpl.has_header("to");
+  ctx->add_date = !ctx->tmpl.has_header("date");
+  ctx->add_message_id = !ctx->tmpl.has_header("message-id");
+  contexts.emplace(id, ctx);
+  return ctx;
+}
+
+void Delivery::Impl::dispatch(queue::Recipient&& recipient) {
+  auto ctx = context_for(recipient.key.campaign);
+  if (!ctx) return;  // campaign vanished: cannot happen with a consistent store
+  {
+    std::lock_guard lock(flight_mutex);
+    if (!in_flight.insert(recipient.key).second) return;  // already on its way
+    ++in_flight_by_campaign[recipient.key.campaign];
+  }
+  Job job;
+  job.domain = domain_of(recipient.address);
+  job.recipient = std::move(recipient);
+  job.campaign = std::move(ctx);
+  std::size_t index = std::hash<std::string>{}(job.domain) % workers.size();
+  workers[index]->post(std::move(job));
+}
+
+void Delivery::Impl::report(queue::Outcome&& outcome) {
+  {
+    std::lock_guard lock(results_mutex);
+    results.push_back(std::move(outcome));
+  }
+  results_cv.notify_one();
+}
+
+void Delivery::Impl::writer_loop() {
+  std::vector<queue::Outcome> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(results_mutex);
+      results_cv.wait(lock, [&] { return !results.empty() || writer_stop; });
+      if (results.empty() && writer_stop) return;
+      if (results.size() <= kMaxRecordBatch) {
+        batch.swap(results);
+      } else {
+        batch.assign(std::make_move_iterator(results.begin()),
+                     std::make_move_iterator(results.begin() + static_cast<std::ptrdiff_t>(kMaxRecordBatch)));
+        results.erase(results.begin(), results.begin() + static_cast<std::ptrdiff_t>(kMaxRecordBatch));
+      }
+    }
+    try {
+      store.record(batch);
+    } catch (...) {
+      fail(std::current_exception());
+      return;
+    }
+    on_recorded(batch);
+    batch.clear();
+  }
+}
+
+void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
+  for (const auto& o : batch) {
+    switch (o.status.state) {
+      case queue::State::delivered: ++delivered; break;
+      case queue::State::deferred: ++deferred; break;
+      case queue::State::bounced: ++bounced; break;
+      case queue::State::expired: ++expired; break;
+      default: break;
+    }
+  }
+  {
+    std::lock_guard lock(flight_mutex);
+    for (const auto& o : batch) {
+      if (in_flight.erase(o.key)) {
+        auto it = in_flight_by_campaign.find(o.key.campaign);
+        if (it != in_flight_by_campaign.end() && --it->second == 0) in_flight_by_campaign.erase(it);
+      }
+    }
+  }
+  flight_cv.notify_all();
+}
+
+void Delivery::Impl::fail(std::exception_ptr error) {
+  {
+    std::lock_guard lock(flight_mutex);
+    if (!failure) failure = error;
+  }
+  failed = true;
+  stopping = true;
+  flight_cv.notify_all();
+}
+
+void Delivery::Impl::run(const std::function<bool()>& done) {
+  std::size_t worker_count = config.workers > 0 ? static_cast<std::size_t>(config.workers)
+                                                : std::max(1u, std::thread::hardware_concurrency());
+  for (std::size_t i = 0; i < worker_count; ++i) workers.push_back(std::make_unique<Worker>(*this, i));
+  for (auto& w : workers) w->start();
+  writer = std::thread([this] { writer_loop(); });
+
+  queue::ScheduleCursor cursor;
+  try {
+    while (!stopping) {
+      std::size_t flying;
+      {
+        std::lock_guard lock(flight_mutex);
+        flying = in_flight.size();
+      }
+      std::size_t room = config.window > flying ? config.window - flying : 0;
+      std::size_t taken = 0;
+      if (room > 0) {
+        auto due = store.due(clock(), std::min(room, kDueBatch), cursor);
+        taken = due.size();
+        for (auto& r : due) dispatch(std::move(r));
+      }
+      if (taken > 0) continue;
+      if (done()) break;
+      std::unique_lock lock(flight_mutex);
+      flight_cv.wait_for(lock, kIdlePoll);
+    }
+  } catch (...) {
+    fail(std::current_exception());
+  }
+
+  // Shut down: let open transactions finish, then make every outcome durable.
+  stopping = true;
+  const auto deadline = std::chrono::steady_clock::now() + kStopGrace;
+  auto busy = [&] {
+    for (auto& w : workers)
+      if (w->active_sessions() > 0) return true;
+    return false;
+  };
+  while (busy() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (auto& w : workers) w->shutdown();
+  {
+    std::lock_guard lock(results_mutex);
+    writer_stop = true;
+  }
+  results_cv.notify_one();
+  if (writer.joinable()) writer.join();
+  workers.clear();
+  std::lock_guard lock(flight_mutex);
+  if (failure) std::rethrow_exception(failure);
+}
+
+Delivery::Delivery(queue::Store& store, const Config& config, Clock clock)
+    : impl_(std::make_unique<Impl>(store, config, std::move(clock))) {}
+
+Delivery::~Delivery() = default;
+
+void Delivery::run(const std::function<bool()>& done) { impl_->run(done); }
+
+void Delivery::stop() {
+  impl_->stopping = true;
+  impl_->flight_cv.notify_all();
+}
+
+DeliveryProgress Delivery::progress() const {
+  DeliveryProgress p;
+  p.delivered = impl_->delivered;
+  p.deferred = impl_->deferred;
+  p.bounced = impl_->bounced;
+  p.expired = impl_->expired;
+  p.sessions = impl_->sessions;
+  p.messages_sent = impl_->messages_sent;
+  std::lock_guard lock(impl_->flight_mutex);
+  p.in_flight = impl_->in_flight.size();
+  return p;
+}
+
+std::uint64_t Delivery::in_flight(queue::CampaignId campaign) const {
+  std::lock_guard lock(impl_->flight_mutex);
+  auto it = impl_->in_flight_by_campaign.find(campaign);
+  return it == impl_->in_flight_by_campaign.end() ? 0 : it->second;
+}
+
+}  // namespace kurier::engine
