@@ -134,8 +134,12 @@ void ReplyParser::finish_line(std::string_view line) {
     text.remove_prefix(enh);
     while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
   }
-  // Keep what fits; later lines are still checked (to find the end) but dropped.
-  if (reply_.lines.size() < kMaxReplyLines && text_bytes_ + line.size() <= kMaxReplyBytes) {
+  // Keep what fits; later lines are still checked (to find the end) but dropped, all
+  // of them once one is, so the kept text is a prefix of the reply and has no holes.
+  if (!dropping_ && (reply_.lines.size() >= kMaxReplyLines || text_bytes_ + line.size() > kMaxReplyBytes)) {
+    dropping_ = true;
+  }
+  if (!dropping_) {
     text_bytes_ += line.size();
     if (!reply_.lines.empty()) reply_.text += '\n';
     reply_.text.append(text);
@@ -150,6 +154,7 @@ Reply ReplyParser::take() {
   line_.clear();
   line_overflow_ = false;
   first_line_ = true;
+  dropping_ = false;
   text_bytes_ = 0;
   ready_ = false;
   error_ = false;

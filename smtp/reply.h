@@ -56,6 +56,7 @@ class ReplyParser {
   std::string line_;            // a line split across feed() calls, cut at kMaxReplyLineBytes
   bool line_overflow_ = false;  // line_ was cut: drop bytes until the line ends
   bool first_line_ = true;      // the enhanced code is taken from the first line only
+  bool dropping_ = false;       // a limit was reached: the rest of this reply is dropped
   Reply reply_;
   std::size_t text_bytes_ = 0;
   bool ready_ = false;

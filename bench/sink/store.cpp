@@ -70,7 +70,11 @@ bool MessageStore::store(const std::string& listen_ip, std::string_view sender,
   bool ok = write_all(fd, parts, 2);
   ok = (::close(fd) == 0) && ok;
   if (ok) ok = std::rename(tmp.c_str(), final_name.c_str()) == 0;
-  if (!ok) ::unlink(tmp.c_str());
+  if (!ok) {
+    const int saved = errno;  // for the caller's log line
+    ::unlink(tmp.c_str());
+    errno = saved;
+  }
   return ok;
 }
 

@@ -23,7 +23,7 @@ class MessageStore {
   // Creates DIR/<ip> for every listen address. Throws std::filesystem::filesystem_error.
   MessageStore(std::filesystem::path root, const std::vector<std::string>& addresses);
 
-  // Returns false on an I/O error (the caller answers 451 and logs).
+  // Returns false on an I/O error, with errno set (the caller answers 451 and logs).
   bool store(const std::string& listen_ip, std::string_view sender, std::span<const std::string> recipients,
              std::string_view content);
 

@@ -1,0 +1,1021 @@
+// The RocksDB implementation of queue::Store (contract in store.h, key layout in codec.h).
+// Any thread: RocksDB is thread-safe and our little in-memory state (campaign sets,
+// the schedule low-water mark) sits behind one mutex never held across disk I/O.
+// Every non-OK rocksdb::Status becomes a StoreError here, naming what we were doing.
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_set>
+#include <utility>
+
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
+#include <rocksdb/write_batch.h>
+
+#include "common/log.h"
+#include "queue/codec.h"
+#include "queue/store.h"
+
+namespace kurier::queue {
+namespace {
+
+// Recipients per intake WriteBatch (~100 KB of WAL per write): large enough to
+// amortise the write-thread handoff and the WAL append, small enough that a
+// writer's buffer stays small however long the recipient list is.
+constexpr std::size_t kIntakeBatchRecipients = 1000;
+// Schedule-entry deletions per batch when removing an uncommitted campaign, so
+// cleaning up a million-recipient intake never builds one 30 MB batch.
+constexpr std::size_t kCleanupBatchKeys = 10000;
+
+// Memory: the scale target is 1,000,000 queued recipients with a process RSS under
+// 256 MB. RocksDB's share is bounded by the memtables (3 x 32 MB) plus the block
+// cache (32 MB), which also holds index and filter blocks (see make_options()).
+constexpr std::size_t kWriteBufferBytes = 32u << 20;
+constexpr int kMaxWriteBuffers = 3;
+constexpr std::size_t kBlockCacheBytes = 32u << 20;
+// Forces a memtable flush once this much WAL is live: bounds WAL disk use (it
+// counts in disk_bytes()) and recovery time after a crash.
+constexpr std::uint64_t kMaxTotalWalBytes = 128u << 20;
+// kurier also holds thousands of sockets; RocksDB's table cache must not take the
+// descriptor limit (a 1M-recipient store is a handful of SST files).
+constexpr int kMaxOpenFiles = 512;
+// Deletion-triggered compaction: an SST with >= kDeletionTrigger tombstones within
+// any kDeletionWindow consecutive entries is compacted soon. record() deletes a
+// schedule entry per outcome, so the head of the schedule is mostly tombstones.
+constexpr std::size_t kDeletionWindow = 128 * 1024;
+constexpr std::size_t kDeletionTrigger = 32 * 1024;
+
+const std::string kScheduleEnd(1, static_cast<char>(codec::kSchedulePrefix + 1));  // above every schedule key
+const std::string kLockHint = "lock held by another process (is kurier serve running?)";
+
+[[noreturn]] void fail(const std::string& what, const rocksdb::Status& s) {
+  throw StoreError("queue: " + what + ": " + s.ToString());
+}
+
+void check(const rocksdb::Status& s, const char* what) {
+  if (!s.ok()) fail(what, s);
+}
+
+[[noreturn]] void corrupt(std::string_view what, std::string_view key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : key) {
+    hex.push_back(kHex[c >> 4]);
+    hex.push_back(kHex[c & 15]);
+  }
+  throw StoreError("queue: corrupt " + std::string(what) + " record (key " + hex + ")");
+}
+
+std::string_view view(const rocksdb::Slice& s) { return s.ToStringView(); }
+
+// The smallest key greater than every key starting with `prefix`; "" if none.
+std::string prefix_end(std::string prefix) {
+  while (!prefix.empty()) {
+    auto& last = prefix.back();
+    if (static_cast<unsigned char>(last) != 0xff) {
+      last = static_cast<char>(static_cast<unsigned char>(last) + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return prefix;
+}
+
+bool is_lock_error(const rocksdb::Status& s) {
+  // RocksDB reports "While lock file: <path>/LOCK: Resource temporarily unavailable"
+  // (another process) or "lock hold by current process" (same process) as IOError.
+  if (!s.IsIOError()) return false;
+  auto text = s.ToString();
+  return text.find("lock file") != std::string::npos || text.find("lock hold") != std::string::npos ||
+         text.find("/LOCK") != std::string::npos;
+}
+
+rocksdb::CompressionType pick(const std::vector<rocksdb::CompressionType>& supported,
+                              std::initializer_list<rocksdb::CompressionType> wanted) {
+  for (auto c : wanted)
+    if (std::find(supported.begin(), supported.end(), c) != supported.end()) return c;
+  return rocksdb::kNoCompression;
+}
+
+rocksdb::Options make_options() {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  // Point-in-time recovery (the default, stated for the reader): after a crash the WAL
+  // is replayed up to the first torn record. Intake batches are written without
+  // fsync; commit() syncs, and a campaign without its commit marker is removed at
+  // open, so a torn intake tail loses nothing that was promised.
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // Two shared cores: one flush and one compaction at a time is all the machine has.
+  o.max_background_jobs = 2;
+  o.max_subcompactions = 1;
+  // Write SSTs and the WAL back to disk in 1 MB steps instead of one large burst at
+  // fsync time: commit() and record() sync the WAL, and their latency should not
+  // depend on how much intake preceded them.
+  o.bytes_per_sync = 1u << 20;
+  o.wal_bytes_per_sync = 1u << 20;
+  // Memtables: 32 MB each (~150k recipients of intake), up to 3 so writes continue
+  // while one is being flushed; see kWriteBufferBytes for the memory budget.
+  o.write_buffer_size = kWriteBufferBytes;
+  o.max_write_buffer_number = kMaxWriteBuffers;
+  o.max_total_wal_size = kMaxTotalWalBytes;
+  o.max_open_files = kMaxOpenFiles;
+  // Iterators and snapshots are released on engine threads; let RocksDB delete
+  // obsolete files on its own threads instead of inside those calls.
+  o.avoid_unnecessary_blocking_io = true;
+  // Levels sized from the bottom up, so most data sits in the last level, which is
+  // the one compressed hardest (below), and space amplification stays near 1.1.
+  o.level_compaction_dynamic_level_bytes = true;
+  // Compression: LZ4 where data is young and rewritten soon (cheap on the flush
+  // path, which competes with intake for two cores), ZSTD in the last level where
+  // most bytes live for the campaign's lifetime. Debian's librocksdb links both;
+  // fall back gracefully if a build does not.
+  auto supported = rocksdb::GetSupportedCompressions();
+  auto fast = pick(supported, {rocksdb::kLZ4Compression, rocksdb::kSnappyCompression});
+  auto strong = pick(supported, {rocksdb::kZSTD, rocksdb::kLZ4Compression, rocksdb::kSnappyCompression});
+  o.compression_per_level.assign(static_cast<std::size_t>(o.num_levels), fast);
+  o.bottommost_compression = strong;
+  // Info LOG in the queue directory, bounded.
+  o.keep_log_file_num = 4;
+  o.max_log_file_size = 16u << 20;
+  o.table_properties_collector_factories.emplace_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(kDeletionWindow, kDeletionTrigger));
+
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  // Index and filter blocks live in (and are bounded by) the block cache rather than
+  // on the heap per open file; L0's are pinned because every lookup consults them.
+  t.cache_index_and_filter_blocks = true;
+  t.pin_l0_filter_and_index_blocks_in_cache = true;
+  // Bloom filters: recipient(), record()'s status reads and suppression checks are
+  // point lookups, and suppression checks mostly miss.
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  t.optimize_filters_for_memory = true;
+  // 16 KB blocks: records are ~20-60 bytes, larger blocks compress noticeably better
+  // and we mostly scan (due(), counts(), for_each_recipient()).
+  t.block_size = 16u << 10;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return o;
+}
+
+class RocksStore;
+
+class RocksCampaignWriter final : public CampaignWriter {
+ public:
+  RocksCampaignWriter(RocksStore& store, Campaign campaign);
+  ~RocksCampaignWriter() override;
+  RocksCampaignWriter(const RocksCampaignWriter&) = delete;
+  RocksCampaignWriter& operator=(const RocksCampaignWriter&) = delete;
+
+  CampaignId id() const override { return campaign_.id; }
+  void add(const Recipient& recipient) override;
+  void commit() override;
+  void abort() override;
+
+ private:
+  enum class Phase { open, committed, aborted };
+  void flush_batch();
+
+  RocksStore& store_;
+  Campaign campaign_;
+  Phase phase_ = Phase::open;
+  rocksdb::WriteBatch batch_;
+  std::size_t batched_ = 0;
+  std::uint32_t count_ = 0;
+  RecipientId last_id_ = 0;
+  std::string batch_min_schedule_;  // smallest schedule key in batch_ ("" if none)
+  std::string key_, value_;         // reused encode buffers
+};
+
+class RocksStore final : public Store {
+ public:
+  explicit RocksStore(std::string path);
+  ~RocksStore() override;
+  RocksStore(const RocksStore&) = delete;
+  RocksStore& operator=(const RocksStore&) = delete;
+
+  std::unique_ptr<CampaignWriter> begin_campaign(Campaign campaign) override;
+  std::optional<Campaign> find_campaign(std::string_view name) override;
+  std::optional<Campaign> campaign(CampaignId id) override;
+  std::vector<Campaign> campaigns() override;
+  std::optional<Recipient> recipient(RecipientKey key) override;
+  void for_each_recipient(CampaignId id, const std::function<bool(const Recipient&)>& fn) override;
+  std::vector<Attempt> attempts(RecipientKey key) override;
+  Counts counts(CampaignId id) override;
+  std::vector<Recipient> due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor) override;
+  std::optional<std::int64_t> next_due_ms(std::optional<CampaignId> campaign) override;
+  void record(std::span<const Outcome> outcomes) override;
+  void suppress(const Suppression& entry) override;
+  std::optional<Suppression> suppression(std::string_view address) override;
+  void for_each_suppression(const std::function<bool(const Suppression&)>& fn) override;
+  bool unsuppress(std::string_view address) override;
+  std::uint64_t disk_bytes() override;
+
+ private:
+  friend class RocksCampaignWriter;
+  using CampaignSet = std::set<CampaignId>;
+
+  // A snapshot released on scope exit.
+  class Snapshot {
+   public:
+    explicit Snapshot(rocksdb::DB& db) : db_(db), snapshot_(db.GetSnapshot()) {}
+    ~Snapshot() { db_.ReleaseSnapshot(snapshot_); }
+    Snapshot(const Snapshot&) = delete;
+    Snapshot& operator=(const Snapshot&) = delete;
+    const rocksdb::Snapshot* get() const { return snapshot_; }
+
+   private:
+    rocksdb::DB& db_;
+    const rocksdb::Snapshot* snapshot_;
+  };
+
+  void write(rocksdb::WriteBatch& batch, bool sync, const char* what);
+  std::unique_ptr<rocksdb::Iterator> iterator(const rocksdb::ReadOptions& options);
+  std::optional<std::string> get(const std::string& key, const rocksdb::ReadOptions& options = {});
+
+  void init_format();
+  void recover_campaigns();
+  void init_low_water();
+  // Deletes every record of an uncommitted campaign (schedule entries found through
+  // its statuses, then range deletions) and compacts the ranges to give the space
+  // back. Idempotent: the campaign record goes last, so a crash midway repeats it.
+  void remove_campaign_data(CampaignId id);
+
+  std::shared_ptr<const CampaignSet> committed() {
+    std::lock_guard lock(mutex_);
+    return committed_;
+  }
+  void mark_committed(CampaignId id, const std::string& name);
+  void forget_pending(const std::string& name);
+  // After a write that added schedule entries, the smallest of them lowers the
+  // low-water mark (called after the write: see due()).
+  void note_schedule_insert(const std::string& key);
+
+  // Recipient data and status with one MultiGet; nullopt where the recipient is absent.
+  std::vector<std::optional<Recipient>> load_recipients(const rocksdb::ReadOptions& options,
+                                                        std::span<const RecipientKey> keys);
+
+  std::string path_;
+  std::unique_ptr<rocksdb::DB> db_;
+
+  std::mutex mutex_;
+  CampaignId next_id_ = 1;
+  std::unordered_set<std::string> pending_names_;  // begun, neither committed nor aborted
+  // Copy-on-write: readers take the pointer once per call; commit() swaps in a copy.
+  // Committed campaigns are never removed, so a stale copy only lacks new ones.
+  std::shared_ptr<const CampaignSet> committed_ = std::make_shared<CampaignSet>();
+  // No live schedule key is smaller than low_water_. Scans start there, skipping the
+  // tombstones record() leaves at the head of the schedule. Lowered by every insert;
+  // raised by a head scan (see due()), at most one at a time (tracking_), which
+  // meanwhile collects the smallest key inserted in tracked_min_.
+  std::string low_water_ = kScheduleEnd;
+  bool tracking_ = false;
+  std::string tracked_min_;
+};
+
+// --- RocksCampaignWriter ----------------------------------------------------
+
+RocksCampaignWriter::RocksCampaignWriter(RocksStore& store, Campaign campaign)
+    : store_(store), campaign_(std::move(campaign)) {}
+
+RocksCampaignWriter::~RocksCampaignWriter() {
+  if (phase_ != Phase::open) return;
+  try {
+    abort();
+  } catch (const std::exception& e) {
+    // Whatever stays behind is uncommitted and removed at the next open.
+    log::get("queue")->warn("abort failed campaign={} error=\"{}\"", campaign_.id, e.what());
+  }
+}
+
+void RocksCampaignWriter::add(const Recipient& recipient) {
+  if (phase_ != Phase::open) throw std::logic_error("queue: add() after commit() or abort()");
+  // Increasing ids keep recipient_count exact and rule out a second schedule entry
+  // for one recipient; rows of a recipients file arrive in order anyway.
+  if (recipient.key.recipient <= last_id_)
+    throw std::invalid_argument("queue: recipient ids must increase within a campaign (got " +
+                                std::to_string(recipient.key.recipient) + " after " +
+                                std::to_string(last_id_) + ")");
+  RecipientKey key{campaign_.id, recipient.key.recipient};
+
+  key_.clear();
+  codec::append_recipient_key(key_, codec::kRecipientPrefix, key);
+  value_.clear();
+  codec::encode_recipient_data(value_, recipient.address, recipient.fields);
+  check(batch_.Put(key_, value_), "intake failed");
+
+  key_[0] = codec::kStatusPrefix;
+  value_.clear();
+  codec::encode_status(value_, recipient.status, 0);
+  check(batch_.Put(key_, value_), "intake failed");
+
+  if (!is_final(recipient.status.state)) {
+    key_.clear();
+    codec::append_schedule_key(key_, recipient.status.next_attempt_ms, key);
+    check(batch_.Put(key_, rocksdb::Slice()), "intake failed");
+    if (batch_min_schedule_.empty() || key_ < batch_min_schedule_) batch_min_schedule_ = key_;
+  }
+  last_id_ = recipient.key.recipient;
+  ++count_;
+  if (++batched_ >= kIntakeBatchRecipients) flush_batch();
+}
+
+void RocksCampaignWriter::flush_batch() {
+  // WAL on, no fsync: commit() syncs the WAL, which covers these writes too.
+  store_.write(batch_, false, "intake failed");
+  store_.note_schedule_insert(batch_min_schedule_);
+  batch_.Clear();
+  batched_ = 0;
+  batch_min_schedule_.clear();
+}
+
+void RocksCampaignWriter::commit() {
+  if (phase_ != Phase::open) throw std::logic_error("queue: commit() after commit() or abort()");
+  campaign_.recipient_count = count_;
+  value_.clear();
+  codec::encode_campaign(value_, campaign_, true);
+  check(batch_.Put(codec::campaign_key(campaign_.id), value_), "commit failed");
+  value_.clear();
+  codec::encode_u32_value(value_, campaign_.id);
+  check(batch_.Put(codec::name_key(campaign_.name), value_), "commit failed");
+  // The remaining recipients, the committed record and the name index in one synced
+  // write: either all of it survives a crash or the campaign is still uncommitted.
+  store_.write(batch_, true, "commit failed");
+  store_.note_schedule_insert(batch_min_schedule_);
+  batch_.Clear();
+  batched_ = 0;
+  phase_ = Phase::committed;
+  store_.mark_committed(campaign_.id, campaign_.name);
+}
+
+void RocksCampaignWriter::abort() {
+  if (phase_ != Phase::open) return;  // after commit() the campaign stays
+  phase_ = Phase::aborted;
+  batch_.Clear();
+  store_.remove_campaign_data(campaign_.id);
+  store_.forget_pending(campaign_.name);
+}
+
+// --- RocksStore: open, internals ----------------------------------------------
+
+RocksStore::RocksStore(std::string path) : path_(std::move(path)) {
+  std::error_code ec;
+  std::filesystem::create_directories(path_, ec);
+  if (ec) throw StoreError("queue: cannot create " + path_ + ": " + ec.message());
+
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(make_options(), path_, &raw);
+  if (!s.ok()) {
+    if (is_lock_error(s)) throw StoreError("queue: cannot open " + path_ + ": " + kLockHint + " [" + s.ToString() + "]");
+    fail("cannot open " + path_, s);
+  }
+  db_.reset(raw);
+  init_format();
+  recover_campaigns();
+  init_low_water();
+}
+
+RocksStore::~RocksStore() {
+  if (!db_) return;
+  // Close() reports errors a destructor cannot throw; the WAL holds everything.
+  auto s = db_->Close();
+  if (!s.ok()) log::get("queue")->warn("close failed path={} error=\"{}\"", path_, s.ToString());
+}
+
+void RocksStore::write(rocksdb::WriteBatch& batch, bool sync, const char* what) {
+  rocksdb::WriteOptions w;
+  w.sync = sync;
+  check(db_->Write(w, &batch), what);
+}
+
+std::unique_ptr<rocksdb::Iterator> RocksStore::iterator(const rocksdb::ReadOptions& options) {
+  return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(options));
+}
+
+std::optional<std::string> RocksStore::get(const std::string& key, const rocksdb::ReadOptions& options) {
+  std::string value;
+  auto s = db_->Get(options, key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  check(s, "read failed");
+  return value;
+}
+
+void RocksStore::init_format() {
+  auto key = codec::meta_key("format");
+  if (auto v = get(key)) {
+    auto version = codec::decode_u32_value(*v);
+    if (!version) corrupt("format", key);
+    if (*version != codec::kFormatVersion)
+      throw StoreError("queue: " + path_ + " has format " + std::to_string(*version) + "; this kurier reads " +
+                       std::to_string(codec::kFormatVersion));
+    return;
+  }
+  // A fresh store (or one whose first open crashed before this write).
+  rocksdb::WriteBatch batch;
+  std::string value;
+  codec::encode_u32_value(value, codec::kFormatVersion);
+  check(batch.Put(key, value), "write failed");
+  write(batch, true, "write failed");
+}
+
+void RocksStore::recover_campaigns() {
+  if (auto v = get(codec::meta_key("next_cid"))) {
+    auto next = codec::decode_u32_value(*v);
+    if (!next) corrupt("meta", codec::meta_key("next_cid"));
+    next_id_ = std::max<CampaignId>(*next, 1);
+  }
+  auto committed = std::make_shared<CampaignSet>();
+  std::vector<CampaignId> uncommitted;
+  const std::string lower(1, codec::kCampaignPrefix);
+  const std::string upper = prefix_end(lower);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  auto it = iterator(ro);
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    auto id = codec::parse_campaign_key(view(it->key()));
+    Campaign c;
+    bool is_committed = false;
+    if (!id || !codec::decode_campaign(view(it->value()), c, is_committed)) corrupt("campaign", view(it->key()));
+    // begin_campaign() writes next_cid and the record in one batch, but concurrent
+    // begins may land out of order: never hand out an id that exists.
+    if (*id >= next_id_) next_id_ = *id + 1;
+    if (is_committed)
+      committed->insert(*id);
+    else
+      uncommitted.push_back(*id);
+  }
+  check(it->status(), "read failed");
+  it.reset();
+  committed_ = std::move(committed);
+  for (auto id : uncommitted) {
+    log::get("queue")->info("removing uncommitted campaign={} path={}", id, path_);
+    remove_campaign_data(id);
+  }
+}
+
+void RocksStore::init_low_water() {
+  rocksdb::Slice upper(kScheduleEnd);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  auto it = iterator(ro);
+  it->Seek(std::string(1, codec::kSchedulePrefix));
+  check(it->status(), "read failed");
+  low_water_ = it->Valid() ? it->key().ToString() : kScheduleEnd;
+}
+
+void RocksStore::remove_campaign_data(CampaignId id) {
+  // Schedule entries are keyed by due time first, so no range covers one campaign's;
+  // its statuses say where each one is (an uncommitted campaign's statuses are as
+  // add() wrote them: record() ignores uncommitted campaigns).
+  std::string lowest_schedule, highest_schedule;
+  {
+    const auto lower = codec::campaign_prefix(codec::kStatusPrefix, id);
+    const auto upper = codec::campaign_prefix_end(codec::kStatusPrefix, id);
+    rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper_slice;
+    ro.fill_cache = false;  // a one-off scan must not evict the working set
+    auto it = iterator(ro);
+    rocksdb::WriteBatch batch;
+    std::size_t batched = 0;
+    codec::StoredStatus stored;
+    for (it->Seek(lower); it->Valid(); it->Next()) {
+      auto key = codec::parse_recipient_key(view(it->key()));
+      if (!key || !codec::decode_status(view(it->value()), stored)) corrupt("status", view(it->key()));
+      if (is_final(stored.status.state)) continue;
+      auto skey = codec::schedule_key(stored.status.next_attempt_ms, *key);
+      if (lowest_schedule.empty() || skey < lowest_schedule) lowest_schedule = skey;
+      if (skey > highest_schedule) highest_schedule = skey;
+      check(batch.Delete(skey), "cleanup failed");
+      if (++batched >= kCleanupBatchKeys) {
+        write(batch, false, "cleanup failed");
+        batch.Clear();
+        batched = 0;
+      }
+    }
+    check(it->status(), "read failed");
+    if (batched) write(batch, false, "cleanup failed");
+  }
+  rocksdb::WriteBatch batch;
+  for (char prefix : {codec::kRecipientPrefix, codec::kStatusPrefix, codec::kAttemptPrefix})
+    check(batch.DeleteRange(codec::campaign_prefix(prefix, id), codec::campaign_prefix_end(prefix, id)),
+          "cleanup failed");
+  check(batch.Delete(codec::campaign_key(id)), "cleanup failed");
+  write(batch, true, "cleanup failed");
+
+  // Range tombstones hide the data but free nothing until compaction meets them;
+  // an aborted intake can be gigabytes, so compact its ranges now.
+  rocksdb::CompactRangeOptions cro;
+  cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  for (char prefix : {codec::kRecipientPrefix, codec::kStatusPrefix}) {
+    auto begin = codec::campaign_prefix(prefix, id);
+    auto end = codec::campaign_prefix_end(prefix, id);
+    rocksdb::Slice b(begin), e(end);
+    check(db_->CompactRange(cro, &b, &e), "cleanup compaction failed");
+  }
+  if (!lowest_schedule.empty()) {
+    rocksdb::Slice b(lowest_schedule), e(highest_schedule);
+    check(db_->CompactRange(cro, &b, &e), "cleanup compaction failed");
+  }
+}
+
+void RocksStore::mark_committed(CampaignId id, const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto next = std::make_shared<CampaignSet>(*committed_);
+  next->insert(id);
+  committed_ = std::move(next);
+  pending_names_.erase(name);
+}
+
+void RocksStore::forget_pending(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  pending_names_.erase(name);
+}
+
+void RocksStore::note_schedule_insert(const std::string& key) {
+  if (key.empty()) return;
+  std::lock_guard lock(mutex_);
+  if (key < low_water_) low_water_ = key;
+  if (tracking_ && key < tracked_min_) tracked_min_ = key;
+}
+
+std::vector<std::optional<Recipient>> RocksStore::load_recipients(const rocksdb::ReadOptions& options,
+                                                                  std::span<const RecipientKey> keys) {
+  const auto n = keys.size();
+  std::vector<std::string> k;
+  k.reserve(2 * n);
+  for (auto key : keys) k.push_back(codec::recipient_key(codec::kRecipientPrefix, key));
+  for (auto key : keys) k.push_back(codec::recipient_key(codec::kStatusPrefix, key));
+  std::vector<rocksdb::Slice> slices(k.begin(), k.end());
+  std::vector<rocksdb::PinnableSlice> values(2 * n);
+  std::vector<rocksdb::Status> statuses(2 * n);
+  db_->MultiGet(options, db_->DefaultColumnFamily(), 2 * n, slices.data(), values.data(), statuses.data());
+
+  std::vector<std::optional<Recipient>> out(n);
+  codec::StoredStatus stored;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    check(statuses[i], "read failed");
+    if (statuses[n + i].IsNotFound()) corrupt("status (missing)", k[n + i]);
+    check(statuses[n + i], "read failed");
+    auto& r = out[i].emplace();
+    r.key = keys[i];
+    if (!codec::decode_recipient_data(view(values[i]), r.address, r.fields)) corrupt("recipient", k[i]);
+    if (!codec::decode_status(view(values[n + i]), stored)) corrupt("status", k[n + i]);
+    r.status = std::move(stored.status);
+  }
+  return out;
+}
+
+// --- RocksStore: campaigns ------------------------------------------------------
+
+std::unique_ptr<CampaignWriter> RocksStore::begin_campaign(Campaign campaign) {
+  if (campaign.name.empty()) throw StoreError("queue: campaign name is empty");
+  {
+    std::lock_guard lock(mutex_);
+    if (pending_names_.contains(campaign.name))
+      throw StoreError("queue: campaign \"" + campaign.name + "\" already exists (being written)");
+    if (next_id_ == std::numeric_limits<CampaignId>::max()) throw StoreError("queue: campaign ids exhausted");
+    campaign.id = next_id_++;
+    // Reserved before looking at the name index (outside the lock): commit() writes
+    // the index before it releases the reservation, so one of the two checks sees
+    // any other writer of this name.
+    pending_names_.insert(campaign.name);
+  }
+  campaign.recipient_count = 0;
+  try {
+    if (auto existing = get(codec::name_key(campaign.name))) {
+      auto id = codec::decode_u32_value(*existing);
+      throw StoreError("queue: campaign \"" + campaign.name + "\" already exists (id " +
+                       (id ? std::to_string(*id) : std::string("?")) + ")");
+    }
+    // The uncommitted record goes first and synced: any recipient data that reaches
+    // the disk after it can be found and removed if the intake never commits.
+    rocksdb::WriteBatch batch;
+    std::string value;
+    codec::encode_u32_value(value, campaign.id + 1);
+    check(batch.Put(codec::meta_key("next_cid"), value), "write failed");
+    value.clear();
+    codec::encode_campaign(value, campaign, false);
+    check(batch.Put(codec::campaign_key(campaign.id), value), "write failed");
+    write(batch, true, "write failed");
+  } catch (...) {
+    forget_pending(campaign.name);
+    throw;
+  }
+  return std::make_unique<RocksCampaignWriter>(*this, std::move(campaign));
+}
+
+std::optional<Campaign> RocksStore::find_campaign(std::string_view name) {
+  auto key = codec::name_key(name);
+  auto v = get(key);
+  if (!v) return std::nullopt;
+  auto id = codec::decode_u32_value(*v);
+  if (!id) corrupt("name", key);
+  return campaign(*id);
+}
+
+std::optional<Campaign> RocksStore::campaign(CampaignId id) {
+  if (!committed()->contains(id)) return std::nullopt;
+  auto key = codec::campaign_key(id);
+  auto v = get(key);
+  if (!v) return std::nullopt;
+  Campaign c;
+  bool is_committed = false;
+  if (!codec::decode_campaign(*v, c, is_committed)) corrupt("campaign", key);
+  if (!is_committed) return std::nullopt;
+  return c;
+}
+
+std::vector<Campaign> RocksStore::campaigns() {
+  std::vector<Campaign> out;
+  const std::string lower(1, codec::kCampaignPrefix);
+  const std::string upper = prefix_end(lower);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  auto it = iterator(ro);
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    Campaign c;
+    bool is_committed = false;
+    if (!codec::decode_campaign(view(it->value()), c, is_committed)) corrupt("campaign", view(it->key()));
+    if (is_committed) out.push_back(std::move(c));
+  }
+  check(it->status(), "read failed");
+  return out;
+}
+
+// --- RocksStore: recipients -------------------------------------------------------
+
+std::optional<Recipient> RocksStore::recipient(RecipientKey key) {
+  if (!committed()->contains(key.campaign)) return std::nullopt;
+  Snapshot snapshot(*db_);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.get();
+  return std::move(load_recipients(ro, std::span(&key, 1))[0]);
+}
+
+void RocksStore::for_each_recipient(CampaignId id, const std::function<bool(const Recipient&)>& fn) {
+  if (!committed()->contains(id)) return;
+  // r and t records of a campaign have the same key suffixes in the same order:
+  // walk both with one snapshot, in lockstep.
+  Snapshot snapshot(*db_);
+  const auto r_lower = codec::campaign_prefix(codec::kRecipientPrefix, id);
+  const auto r_upper = codec::campaign_prefix_end(codec::kRecipientPrefix, id);
+  const auto t_lower = codec::campaign_prefix(codec::kStatusPrefix, id);
+  const auto t_upper = codec::campaign_prefix_end(codec::kStatusPrefix, id);
+  rocksdb::Slice r_bound(r_upper), t_bound(t_upper);
+  rocksdb::ReadOptions rro, tro;
+  rro.snapshot = tro.snapshot = snapshot.get();
+  rro.fill_cache = tro.fill_cache = false;
+  rro.iterate_upper_bound = &r_bound;
+  tro.iterate_upper_bound = &t_bound;
+  auto rit = iterator(rro);
+  auto tit = iterator(tro);
+  tit->Seek(t_lower);
+  Recipient r;
+  codec::StoredStatus stored;
+  for (rit->Seek(r_lower); rit->Valid(); rit->Next()) {
+    auto key = codec::parse_recipient_key(view(rit->key()));
+    if (!key || !codec::decode_recipient_data(view(rit->value()), r.address, r.fields))
+      corrupt("recipient", view(rit->key()));
+    if (!tit->Valid() || view(tit->key()).substr(1) != view(rit->key()).substr(1))
+      corrupt("status (missing)", view(rit->key()));
+    if (!codec::decode_status(view(tit->value()), stored)) corrupt("status", view(tit->key()));
+    r.key = *key;
+    r.status = std::move(stored.status);
+    if (!fn(r)) return;
+    tit->Next();
+  }
+  check(rit->status(), "read failed");
+  check(tit->status(), "read failed");
+}
+
+std::vector<Attempt> RocksStore::attempts(RecipientKey key) {
+  std::vector<Attempt> out;
+  const auto lower = codec::recipient_key(codec::kAttemptPrefix, key);
+  const auto upper = prefix_end(lower);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  auto it = iterator(ro);
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    Attempt a;
+    if (!codec::decode_attempt(view(it->value()), a)) corrupt("attempt", view(it->key()));
+    out.push_back(std::move(a));
+  }
+  check(it->status(), "read failed");
+  return out;
+}
+
+Counts RocksStore::counts(CampaignId id) {
+  // Cost: one scan of the campaign's status records (~10-20 bytes each, so a
+  // million recipients read ~20 MB, a fraction of a second). Fine for status and
+  // reports; a hot path would keep counters updated by record() instead.
+  Counts c;
+  if (!committed()->contains(id)) return c;
+  const auto lower = codec::campaign_prefix(codec::kStatusPrefix, id);
+  const auto upper = codec::campaign_prefix_end(codec::kStatusPrefix, id);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  ro.fill_cache = false;
+  auto it = iterator(ro);
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    auto state = codec::peek_state(view(it->value()));
+    if (!state) corrupt("status", view(it->key()));
+    switch (*state) {
+      case State::queued: ++c.queued; break;
+      case State::delivered: ++c.delivered; break;
+      case State::deferred: ++c.deferred; break;
+      case State::bounced: ++c.bounced; break;
+      case State::expired: ++c.expired; break;
+      case State::suppressed: ++c.suppressed; break;
+    }
+  }
+  check(it->status(), "read failed");
+  return c;
+}
+
+// --- RocksStore: schedule -----------------------------------------------------------
+
+namespace {
+// The first schedule key after every entry of (due, campaign): one Seek skips an
+// uncommitted campaign's entries at that due time, however many there are.
+std::optional<std::string> past_campaign_bucket(const codec::ScheduleEntry& e) {
+  if (e.key.campaign != std::numeric_limits<CampaignId>::max())
+    return codec::schedule_key(e.due_ms, {e.key.campaign + 1, 0});
+  if (e.due_ms == std::numeric_limits<std::int64_t>::max()) return std::nullopt;
+  return codec::schedule_bound(e.due_ms + 1);
+}
+}  // namespace
+
+std::vector<Recipient> RocksStore::due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor) {
+  std::vector<Recipient> out;
+  if (limit == 0) return out;
+  // Order matters: the snapshot first, then the committed set. A campaign committed
+  // in between is in both; committed campaigns never leave the set; an aborted one
+  // was never in it. So an entry is returned only if its campaign is committed.
+  Snapshot snapshot(*db_);
+  auto committed_now = committed();
+
+  // Start at the later of the cursor and the low-water mark. A scan from the mark
+  // itself (no cursor ahead of it) sees the true head and may raise the mark to the
+  // first live key it meets. Inserts note their keys only after their write, so any
+  // key missing from our snapshot was noted in tracked_min_ while we scanned.
+  std::string start;
+  bool tracking = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (cursor.after < low_water_) {
+      start = low_water_;
+      if (!tracking_) {
+        tracking_ = tracking = true;
+        tracked_min_ = kScheduleEnd;
+      }
+    } else {
+      start = cursor.after;
+    }
+  }
+  std::string first_seen;
+  struct Untrack {
+    RocksStore& store;
+    bool active;
+    ~Untrack() {
+      if (!active) return;
+      std::lock_guard lock(store.mutex_);
+      store.tracking_ = false;
+    }
+  } untrack{*this, tracking};
+
+  const std::string upper = now_ms == std::numeric_limits<std::int64_t>::max()
+                                ? kScheduleEnd
+                                : codec::schedule_bound(now_ms + 1);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.get();
+  ro.iterate_upper_bound = &upper_slice;
+  auto it = iterator(ro);
+  it->Seek(start);  // >= low_water_, which is always a schedule key or a bound
+  if (it->Valid() && !cursor.after.empty() && view(it->key()) == cursor.after) it->Next();
+
+  std::vector<codec::ScheduleEntry> entries;
+  std::string last_key;
+  while (it->Valid() && entries.size() < limit) {
+    auto key = view(it->key());
+    auto e = codec::parse_schedule_key(key);
+    if (!e) corrupt("schedule", key);
+    if (first_seen.empty()) first_seen.assign(key);
+    if (!committed_now->contains(e->key.campaign)) {
+      auto next = past_campaign_bucket(*e);
+      if (!next) break;
+      it->Seek(*next);
+      continue;
+    }
+    entries.push_back(*e);
+    last_key.assign(key);
+    it->Next();
+  }
+  check(it->status(), "read failed");
+  it.reset();
+
+  if (tracking) {
+    std::lock_guard lock(mutex_);
+    // Every key in [start, first_seen) was dead in the snapshot; with nothing seen,
+    // every key below the upper bound was.
+    std::string raised = first_seen.empty() ? upper : first_seen;
+    if (tracked_min_ < raised) raised = tracked_min_;
+    if (raised > low_water_) low_water_ = std::move(raised);
+  }
+
+  std::vector<RecipientKey> keys;
+  keys.reserve(entries.size());
+  for (const auto& e : entries) keys.push_back(e.key);
+  auto loaded = load_recipients(ro, keys);
+  out.reserve(entries.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (!loaded[i]) {
+      // A schedule entry without its recipient breaks the store's invariant; report
+      // it rather than stop delivery for everyone.
+      log::get("queue")->error("schedule entry without recipient campaign={} recipient={}", keys[i].campaign,
+                               keys[i].recipient);
+      continue;
+    }
+    loaded[i]->status.next_attempt_ms = entries[i].due_ms;  // the entry record() must remove
+    out.push_back(std::move(*loaded[i]));
+  }
+  if (!last_key.empty()) cursor.after = std::move(last_key);
+  return out;
+}
+
+std::optional<std::int64_t> RocksStore::next_due_ms(std::optional<CampaignId> campaign) {
+  Snapshot snapshot(*db_);
+  auto committed_now = committed();
+  if (campaign && !committed_now->contains(*campaign)) return std::nullopt;
+  std::string start;
+  {
+    std::lock_guard lock(mutex_);
+    start = low_water_;
+  }
+  rocksdb::Slice upper_slice(kScheduleEnd);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.get();
+  ro.iterate_upper_bound = &upper_slice;
+  auto it = iterator(ro);
+  it->Seek(start);
+  // For one campaign this is a skip scan: within a due time entries are ordered by
+  // campaign, so each Seek jumps to that campaign's bucket or past the due time.
+  // Cheap when due times cluster (intake gives a campaign one or few), at worst one
+  // Seek per distinct due time ahead of the campaign's first entry.
+  while (it->Valid()) {
+    auto e = codec::parse_schedule_key(view(it->key()));
+    if (!e) corrupt("schedule", view(it->key()));
+    if (campaign ? e->key.campaign == *campaign : committed_now->contains(e->key.campaign)) return e->due_ms;
+    std::optional<std::string> next;
+    if (campaign && e->key.campaign < *campaign)
+      next = codec::schedule_key(e->due_ms, {*campaign, 0});
+    else if (campaign)
+      next = e->due_ms == std::numeric_limits<std::int64_t>::max()
+                 ? std::nullopt
+                 : std::optional(codec::schedule_bound(e->due_ms + 1));
+    else
+      next = past_campaign_bucket(*e);
+    if (!next) break;
+    it->Seek(*next);
+  }
+  check(it->status(), "read failed");
+  return std::nullopt;
+}
+
+void RocksStore::record(std::span<const Outcome> outcomes) {
+  if (outcomes.empty()) return;
+  auto committed_now = committed();
+  // The stored status is authoritative for where the current schedule entry is and
+  // how many attempts are logged; read them all at once.
+  std::vector<std::string> status_keys;
+  status_keys.reserve(outcomes.size());
+  for (const auto& o : outcomes) status_keys.push_back(codec::recipient_key(codec::kStatusPrefix, o.key));
+  std::vector<rocksdb::Slice> slices(status_keys.begin(), status_keys.end());
+  std::vector<rocksdb::PinnableSlice> values(outcomes.size());
+  std::vector<rocksdb::Status> statuses(outcomes.size());
+  db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), outcomes.size(), slices.data(), values.data(),
+                statuses.data());
+
+  // Later outcomes for the same recipient in this call see the earlier ones.
+  std::map<RecipientKey, codec::StoredStatus> updated;
+  rocksdb::WriteBatch batch;
+  std::string key, value, min_schedule;
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    const auto& o = outcomes[i];
+    // Unknown recipients and uncommitted campaigns: nothing to update, and writing
+    // a status would create a recipient that does not exist.
+    if (!committed_now->contains(o.key.campaign)) continue;
+    codec::StoredStatus stored;
+    if (auto u = updated.find(o.key); u != updated.end()) {
+      stored = u->second;
+    } else {
+      if (statuses[i].IsNotFound()) continue;
+      check(statuses[i], "read failed");
+      if (!codec::decode_status(view(values[i]), stored)) corrupt("status", status_keys[i]);
+    }
+    if (!is_final(stored.status.state)) {
+      check(batch.Delete(codec::schedule_key(stored.status.next_attempt_ms, o.key)), "record failed");
+      // previous_due_ms is the caller's view of the same entry; if it differs (it
+      // should not), remove that one too so no stray entry survives.
+      if (o.previous_due_ms != stored.status.next_attempt_ms)
+        check(batch.Delete(codec::schedule_key(o.previous_due_ms, o.key)), "record failed");
+    }
+    if (!is_final(o.status.state)) {
+      key.clear();
+      codec::append_schedule_key(key, o.status.next_attempt_ms, o.key);
+      check(batch.Put(key, rocksdb::Slice()), "record failed");
+      if (min_schedule.empty() || key < min_schedule) min_schedule = key;
+    }
+    codec::StoredStatus next{o.status, stored.logged_attempts};
+    if (o.attempt) {
+      value.clear();
+      codec::encode_attempt(value, *o.attempt);
+      check(batch.Put(codec::attempt_key(o.key, next.logged_attempts), value), "record failed");
+      ++next.logged_attempts;
+    }
+    value.clear();
+    codec::encode_status(value, next.status, next.logged_attempts);
+    check(batch.Put(status_keys[i], value), "record failed");
+    updated[o.key] = std::move(next);
+  }
+  if (batch.Count() == 0) return;
+  // One synced write per call; concurrent callers share fsyncs through RocksDB's
+  // write group (the leader syncs the WAL once for the whole group).
+  write(batch, true, "write failed");
+  note_schedule_insert(min_schedule);
+}
+
+// --- RocksStore: suppression ---------------------------------------------------------
+
+void RocksStore::suppress(const Suppression& entry) {
+  std::string value;
+  codec::encode_suppression(value, entry);
+  rocksdb::WriteBatch batch;
+  check(batch.Put(codec::suppression_key(entry.address), value), "write failed");
+  // Synced: a complaint or unsubscribe must not be forgotten by a crash.
+  write(batch, true, "write failed");
+}
+
+std::optional<Suppression> RocksStore::suppression(std::string_view address) {
+  auto key = codec::suppression_key(address);
+  auto v = get(key);
+  if (!v) return std::nullopt;
+  Suppression s;
+  if (!codec::decode_suppression(key, *v, s)) corrupt("suppression", key);
+  return s;
+}
+
+void RocksStore::for_each_suppression(const std::function<bool(const Suppression&)>& fn) {
+  const std::string lower(1, codec::kSuppressionPrefix);
+  const std::string upper = prefix_end(lower);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  ro.fill_cache = false;
+  auto it = iterator(ro);
+  Suppression s;
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    if (!codec::decode_suppression(view(it->key()), view(it->value()), s)) corrupt("suppression", view(it->key()));
+    if (!fn(s)) return;
+  }
+  check(it->status(), "read failed");
+}
+
+bool RocksStore::unsuppress(std::string_view address) {
+  auto key = codec::suppression_key(address);
+  if (!get(key)) return false;
+  rocksdb::WriteBatch batch;
+  check(batch.Delete(key), "write failed");
+  write(batch, true, "write failed");
+  return true;
+}
+
+std::uint64_t RocksStore::disk_bytes() {
+  std::uint64_t sst = 0;
+  if (!db_->GetIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &sst))
+    throw StoreError("queue: cannot read property " + rocksdb::DB::Properties::kTotalSstFilesSize);
+  rocksdb::VectorLogPtr wals;
+  check(db_->GetSortedWalFiles(wals), "cannot list WAL files");
+  std::uint64_t wal = 0;
+  for (const auto& f : wals) wal += f->SizeFileBytes();
+  return sst + wal;
+}
+
+}  // namespace
+
+std::unique_ptr<Store> open_rocksdb_store(const std::string& path) { return std::make_unique<RocksStore>(path); }
+
+}  // namespace kurier::queue
