@@ -98,6 +98,16 @@ std::string_view reason_for_enhanced(std::string_view enhanced) {
   return {};
 }
 
+bool is_mailbox_word(std::string_view reason) {
+  return reason == "userunknown" || reason == "hostunknown" || reason == "mailboxfull" || reason == "suspend" ||
+         reason == "mesgtoobig" || reason == "norelaying";
+}
+
+bool is_generic_code_reason(std::string_view reason) {
+  return reason == "rejected" || reason == "policyviolation" || reason == "systemerror" ||
+         reason == "securityerror" || reason == "undefined";
+}
+
 }  // namespace
 
 std::string category_for(std::string_view reason) {
@@ -135,15 +145,10 @@ Classification classify_reply(int code, std::string_view enhanced, std::string_v
   for (const auto& rule : kTextRules) {
     if (!contains(lowered, rule.needle)) continue;
     if (rule.reason.empty()) break;
-    // A specific enhanced code wins over generic words, except where the text names
-    // a cause the code cannot express (rate limits, blocklists, greylisting).
-    bool overrides = reason.empty() || reason == "rejected" || reason == "policyviolation" ||
-                     reason == "userunknown" || reason == "systemerror" || reason == "mailboxfull";
-    if (reason == "userunknown" && rule.reason != "speeding" && rule.reason != "toomanyconn" &&
-        rule.reason != "blocked" && rule.reason != "badreputation" && rule.reason != "spamdetected" &&
-        rule.reason != "suspend" && rule.reason != "mailboxfull" && rule.reason != "onhold")
-      overrides = false;
-    if (overrides) reason = rule.reason;
+    // The text names a cause the code cannot express (rate limits, blocklists,
+    // greylisting, spam): it wins. Words that only restate a mailbox problem refine
+    // a generic code but never replace a specific one.
+    if (reason.empty() || !is_mailbox_word(rule.reason) || is_generic_code_reason(reason)) reason = rule.reason;
     break;
   }
   if (reason.empty()) {

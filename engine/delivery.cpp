@@ -448,11 +448,13 @@ class Worker {
 
   Delivery::Impl& owner_;
   std::size_t index_;
+  // Declared before io_: coroutine frames still suspended when the worker is torn
+  // down are destroyed with io_ and may touch their Destination on the way out.
+  std::unordered_map<std::string, std::unique_ptr<Destination>> destinations_;
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   std::unique_ptr<dns::MxResolver> resolver_;
   smtp::SessionOptions session_options_;
-  std::unordered_map<std::string, std::unique_ptr<Destination>> destinations_;
   std::atomic<std::size_t> active_sessions_{0};
   std::vector<std::string_view> values_;
   std::int64_t date_second_ = -1;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <stdexcept>
 
 #include "engine/input_error.h"
@@ -40,8 +41,8 @@ std::string to_lower(std::string_view s) {
 
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
-// LF, CRLF and lone CR all become CRLF; the result always ends in CRLF so that the
-// caller can append the ".\r\n" terminator.
+// LF, CRLF and lone CR all become CRLF; the result ends in CRLF so that the caller
+// can append the ".\r\n" terminator.
 std::string normalise_line_endings(std::string_view text) {
   std::string out;
   out.reserve(text.size() + text.size() / 16 + 2);
@@ -56,7 +57,8 @@ std::string normalise_line_endings(std::string_view text) {
       out.push_back(c);
     }
   }
-  if (out.size() < 2 || out.compare(out.size() - 2, 2, kCrlf) != 0) out += kCrlf;
+  // (An empty text stays empty: it has no separator and is refused.)
+  if (!out.empty() && !std::string_view(out).ends_with(kCrlf)) out += kCrlf;
   return out;
 }
 
@@ -135,23 +137,37 @@ void append_encoded_words(std::string& out, std::string_view value) {
   }
 }
 
-// Appends a value: CR/LF replaced by spaces (never a new line, so never a new header
-// field or an unstuffed '.' line), non-ASCII header values as encoded-words, and a
-// leading '.' stuffed when the value opens a line.
-void append_value(std::string& out, std::string_view value, bool in_header, bool at_line_start) {
-  bool has_line_break = false;
-  bool non_ascii = false;
+// What render needs to know about a value, found by one scan.
+constexpr std::uint8_t kValueScanned = 1;
+constexpr std::uint8_t kValueLineBreak = 2;
+constexpr std::uint8_t kValueNonAscii = 4;
+// Fields whose scan result render caches on the stack: a value used on every line
+// of a 5 KB body is then scanned once, not once per use. Fields beyond this index
+// (unusual) are scanned at each use.
+constexpr std::size_t kScanCacheFields = 64;
+
+std::uint8_t scan_value(std::string_view value) {
+  std::uint8_t line_break = 0;
+  std::uint8_t non_ascii = 0;
   for (const char c : value) {
     const auto u = static_cast<unsigned char>(c);
-    has_line_break |= (u == '\r' || u == '\n');
-    non_ascii |= (u >= 0x80);
+    line_break |= static_cast<std::uint8_t>(u == '\r' || u == '\n');
+    non_ascii |= static_cast<std::uint8_t>(u >> 7);
   }
-  if (in_header && non_ascii) {
+  return static_cast<std::uint8_t>(kValueScanned | (line_break ? kValueLineBreak : 0) |
+                                   (non_ascii ? kValueNonAscii : 0));
+}
+
+// Appends a value: CR/LF replaced by spaces (never a new line, so never a new header
+// field or an unstuffed '.' line), non-ASCII header values as encoded-words, and a
+// leading '.' stuffed when the value opens a line. `scan` is scan_value(value).
+void append_value(std::string& out, std::string_view value, std::uint8_t scan, bool in_header, bool at_line_start) {
+  if (in_header && (scan & kValueNonAscii) != 0) {
     append_encoded_words(out, value);  // starts with "=?": nothing to stuff
     return;
   }
   if (at_line_start && !value.empty() && value.front() == '.') out.push_back('.');
-  if (!has_line_break) {
+  if ((scan & kValueLineBreak) == 0) {
     out.append(value);
     return;
   }
@@ -282,6 +298,7 @@ void Template::render(std::span<const std::string_view> values, std::string_view
   // is. A generous single reservation keeps render to one allocation at most.
   out.reserve(out.size() + extra_headers.size() + literal_size_ + value_bytes + value_bytes / 2 + 64);
 
+  std::array<std::uint8_t, kScanCacheFields> scans{};  // 0: not scanned yet
   out.append(extra_headers);
   const std::size_t message_start = out.size();
   for (const Segment& s : segments_) {
@@ -290,9 +307,18 @@ void Template::render(std::span<const std::string_view> values, std::string_view
     if (s.field < 0) {
       if (at_line_start && s.literal.front() == '.') out.push_back('.');
       out.append(s.literal);
-    } else {
-      append_value(out, values[static_cast<std::size_t>(s.field)], s.in_header, at_line_start);
+      continue;
     }
+    const auto field = static_cast<std::size_t>(s.field);
+    const std::string_view value = values[field];
+    std::uint8_t scan = 0;
+    if (field < kScanCacheFields) {
+      if (scans[field] == 0) scans[field] = scan_value(value);
+      scan = scans[field];
+    } else {
+      scan = scan_value(value);
+    }
+    append_value(out, value, scan, s.in_header, at_line_start);
   }
 }
 

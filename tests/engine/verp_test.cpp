@@ -109,7 +109,7 @@ TEST(Verp, TruncationAndExtensionAreRejected) {
     EXPECT_FALSE(verp.decode_token(token.substr(0, n)).has_value()) << n;
     EXPECT_FALSE(verp.decode_token(token.substr(token.size() - n)).has_value()) << n;
   }
-  for (const std::string& suffix : {"a", "aa", "q", "aaaaaaaa", "=", "=="}) {
+  for (const char* suffix : {"a", "aa", "q", "aaaaaaaa", "=", "=="}) {
     EXPECT_FALSE(verp.decode_token(token + suffix).has_value()) << suffix;
   }
   EXPECT_FALSE(verp.decode_token(token + token).has_value());
