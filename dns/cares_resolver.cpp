@@ -1,7 +1,9 @@
-// MX resolution with c-ares driven by an Asio io_context (the Envoy pattern: c-ares'
-// socket-state callback registers descriptors on the loop, a timer drives its timeouts).
-// Runs on the io_context's thread only. DNS failures become MxResult statuses; only
-// construction throws (bad options, c-ares initialisation failure).
+// MX resolution with c-ares on an Asio io_context, Envoy-style: the socket-state callback
+// drives descriptor waits, a timer drives c-ares' timeouts. Runs on the io_context's thread.
+// DNS failures become MxResult statuses; only construction throws (bad options, c-ares init).
+#include <ares.h>
+#include <poll.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -13,9 +15,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <ares.h>
-#include <poll.h>
 
 #include "common/asio.h"
 #include "common/log.h"
@@ -61,16 +60,28 @@ bool valid_domain(const std::string& name) {
 // Names of the c-ares outcomes that end a query without a usable answer.
 std::string describe(int status) {
   switch (status) {
-    case ARES_ESERVFAIL: return "SERVFAIL";
-    case ARES_EREFUSED: return "REFUSED";
-    case ARES_EFORMERR: return "FORMERR";
-    case ARES_ENOTIMP: return "NOTIMP";
-    case ARES_ETIMEOUT: return "timeout";
-    case ARES_ECONNREFUSED: return "connection refused";
-    case ARES_EBADRESP: return "malformed answer";
-    default: return ares_strerror(status);
+    case ARES_ESERVFAIL:
+      return "SERVFAIL";
+    case ARES_EREFUSED:
+      return "REFUSED";
+    case ARES_EFORMERR:
+      return "FORMERR";
+    case ARES_ENOTIMP:
+      return "NOTIMP";
+    case ARES_ETIMEOUT:
+      return "timeout";
+    case ARES_ECONNREFUSED:
+      return "connection refused";
+    case ARES_EBADRESP:
+      return "malformed answer";
+    default:
+      return ares_strerror(status);
   }
 }
+
+// NOERROR and NXDOMAIN carry an answer; anything else (YXDOMAIN, NOTAUTH, ...) from a
+// recursive server means it could not resolve the name.
+bool usable_rcode(std::uint16_t rcode) { return rcode == wire::kRcodeNoError || rcode == wire::kRcodeNxDomain; }
 
 // Random order among equal preferences spreads load over equal MX hosts (RFC 5321 §5.1).
 template <typename Rng>
@@ -99,7 +110,7 @@ struct Lookup {
   std::vector<MxResolver::Callback> waiters;
   std::vector<HostState> hosts;
   bool implicit_mx = false;
-  int outstanding = 0;  // address queries not yet answered
+  int outstanding = 0;                                            // address queries not yet answered
   std::uint32_t ttl = std::numeric_limits<std::uint32_t>::max();  // smallest TTL involved
   bool finished = false;
 };
@@ -141,7 +152,12 @@ class CaresResolver final : public MxResolver {
     if (options_.tries < 1) throw std::runtime_error("dns: tries must be at least 1");
 
     ares_options opts{};
-    opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+    // NOCHECKRESP: c-ares 1.18 answers a SERVFAIL or REFUSED response with
+    // ARES_ECONNREFUSED (its initial error_status is never updated), which would hide
+    // the server's verdict. With the flag the response reaches us and is classified by
+    // its rcode; the cost is that such a response is not retried at the next server
+    // (timeouts and unreachable servers still are).
+    opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_NOCHECKRESP;
     opts.timeout = static_cast<int>(options_.timeout.count());  // ms with ARES_OPT_TIMEOUTMS
     opts.tries = options_.tries;
     opts.sock_state_cb = &CaresResolver::on_socket_state;
@@ -246,6 +262,8 @@ class CaresResolver final : public MxResolver {
       return fail(lookup, Status::temporary, "malformed MX answer for " + domain + ": " + error);
     if (message.truncated)  // c-ares retries truncated answers over TCP; this one still was
       return fail(lookup, Status::temporary, "truncated MX answer for " + domain);
+    if (!usable_rcode(message.rcode))  // ares_query reports rcodes it does not know as success
+      return fail(lookup, Status::temporary, "rcode " + std::to_string(message.rcode) + " for MX " + domain);
 
     std::uint32_t negative = 0;
     const bool has_negative = wire::negative_ttl(message, negative);
@@ -272,8 +290,7 @@ class CaresResolver final : public MxResolver {
         exchanges.push_back(MxHost{rec.target, rec.preference, {}});
     }
 
-    if (exchanges.empty() && saw_root)
-      return fail(lookup, Status::null_mx, "null MX (RFC 7505) for " + domain);
+    if (exchanges.empty() && saw_root) return fail(lookup, Status::null_mx, "null MX (RFC 7505) for " + domain);
     if (saw_root)  // RFC 7505 §3: a null MX must be alone; use the real hosts and note it
       log_->debug("mx lookup domain={} null MX mixed with other MX records, ignoring it", domain);
 
@@ -334,9 +351,13 @@ class CaresResolver final : public MxResolver {
       std::vector<std::string> chain;
       std::uint32_t ttl = std::numeric_limits<std::uint32_t>::max();
       if (!wire::parse_message(abuf, size, message, error)) {
-        note_host_failure(state, std::string("malformed ") + type_name + " answer for " + state.host.name + ": " + error);
+        note_host_failure(state,
+                          std::string("malformed ") + type_name + " answer for " + state.host.name + ": " + error);
       } else if (message.truncated) {
         note_host_failure(state, std::string("truncated ") + type_name + " answer for " + state.host.name);
+      } else if (!usable_rcode(message.rcode)) {
+        note_host_failure(state,
+                          "rcode " + std::to_string(message.rcode) + " for " + type_name + " " + state.host.name);
       } else if (!wire::follow_cnames(message.answers, state.host.name, canonical, chain, ttl, error)) {
         note_host_failure(state, error);
       } else if (status == ARES_SUCCESS) {
@@ -350,7 +371,8 @@ class CaresResolver final : public MxResolver {
         lookup->ttl = std::min(lookup->ttl, negative);  // part of a no_mail_host verdict
       }
     } else {
-      note_host_failure(state, describe(status) + " for " + type_name + " " + state.host.name + " from " + servers_text_);
+      note_host_failure(state,
+                        describe(status) + " for " + type_name + " " + state.host.name + " from " + servers_text_);
     }
     if (--lookup->outstanding == 0) complete(lookup);
   }
@@ -388,7 +410,8 @@ class CaresResolver final : public MxResolver {
     result.status = Status::ok;
     // A host whose lookup failed would stay address-less for the whole TTL otherwise.
     if (any_temporary) {
-      lookup->ttl = std::min<std::uint32_t>(lookup->ttl, static_cast<std::uint32_t>(ResolverOptions::kFailureCacheTtl.count()));
+      lookup->ttl =
+          std::min<std::uint32_t>(lookup->ttl, static_cast<std::uint32_t>(ResolverOptions::kFailureCacheTtl.count()));
       result.detail = first_failure;
     }
     finish(lookup, std::move(result));
@@ -432,11 +455,11 @@ class CaresResolver final : public MxResolver {
   // locks or iterate), never after the resolver is gone.
   void deliver(Callback done, MxResult result) {
     shuffle_equal_preferences(result.hosts, rng_);
-    asio::post(io_, [alive = std::weak_ptr<const bool>(alive_), done = std::move(done),
-                     result = std::move(result)]() mutable {
-      if (alive.expired()) return;
-      done(std::move(result));
-    });
+    asio::post(
+        io_, [alive = std::weak_ptr<const bool>(alive_), done = std::move(done), result = std::move(result)]() mutable {
+          if (alive.expired()) return;
+          done(std::move(result));
+        });
   }
 
   // --- the c-ares <-> Asio bridge -----------------------------------------------------
@@ -503,9 +526,9 @@ class CaresResolver final : public MxResolver {
       asio::post(io_, [handler = std::move(handler)]() mutable { handler(error_code{}); });
       return;
     }
-    watch->descriptor.async_wait(for_read ? asio::posix::stream_descriptor::wait_read
-                                          : asio::posix::stream_descriptor::wait_write,
-                                 std::move(handler));
+    watch->descriptor.async_wait(
+        for_read ? asio::posix::stream_descriptor::wait_read : asio::posix::stream_descriptor::wait_write,
+        std::move(handler));
   }
 
   // Re-arms the timer for c-ares' next timeout (retransmission or giving up).

@@ -1,15 +1,14 @@
 // DNS response parsing for the MX resolver: plain records out of untrusted bytes.
-// Pure functions, any thread. Malformed input yields false plus a reason, never a
-// throw or an out-of-bounds read (names are decoded by c-ares' ares_expand_name,
-// which checks compression pointers and loops).
+// Pure functions, any thread.
+// Malformed input yields false plus a reason, never a throw or an out-of-bounds read.
 #include "dns/message.h"
+
+#include <ares.h>
+#include <arpa/inet.h>
 
 #include <algorithm>
 #include <array>
 #include <memory>
-
-#include <arpa/inet.h>
-#include <ares.h>
 
 namespace kurier::dns::wire {
 namespace {
@@ -38,6 +37,7 @@ struct Reader {
 };
 
 // Decodes the (possibly compressed) name at `at`; `encoded_len` is its length in place.
+// ares_expand_name checks compression pointers against the buffer and against loops.
 bool expand_name(const unsigned char* message, std::size_t size, std::size_t at, std::string& name,
                  std::size_t& encoded_len) {
   if (at >= size) return false;
@@ -138,8 +138,7 @@ bool parse_record(Reader& r, Record& rec, bool& keep, std::string& error) {
   }
 }
 
-bool parse_section(Reader& r, std::uint16_t count, std::vector<Record>& out, const char* section,
-                   std::string& error) {
+bool parse_section(Reader& r, std::uint16_t count, std::vector<Record>& out, const char* section, std::string& error) {
   for (std::uint16_t i = 0; i < count; ++i) {
     Record rec;
     bool keep = false;

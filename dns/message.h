@@ -33,9 +33,9 @@ struct Record {
   std::uint16_t type = 0;
   std::uint32_t ttl = 0;  // RFC 2181 §8: values with the top bit set read as 0
   // Type-specific data; only the fields of `type` are set.
-  std::uint16_t preference = 0;  // MX
-  std::string target;            // MX exchange, CNAME target ("" = root)
-  std::string address;           // A / AAAA in text form
+  std::uint16_t preference = 0;   // MX
+  std::string target;             // MX exchange, CNAME target ("" = root)
+  std::string address;            // A / AAAA in text form
   std::uint32_t soa_minimum = 0;  // SOA MINIMUM (negative-caching TTL, RFC 2308)
 };
 
