@@ -4,7 +4,7 @@
 #include "smtp/client.h"
 
 // g++ 12 false positive on Asio 1.74's awaitable frames: it pairs the frame's sized
-// operator delete with the global operator new it cannot see through (GCC PR 109224).
+// operator delete with a global operator new it cannot see through.
 // Reported at end of file, so it cannot be scoped with push/pop around one function.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 

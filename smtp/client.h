@@ -104,7 +104,8 @@ struct TransactionResult {
   Reply mail;
   std::vector<Reply> rcpt;  // one per envelope recipient, in order; code 0 = not reached
   Reply data;               // reply to DATA (354 expected); code 0 = not reached
-  Reply final;              // reply after the message content; code 0 = not reached
+  Reply final;              // reply after the message content; code 0 = not reached (also
+                            // when DATA got 354 but no RCPT was accepted: only "." is sent)
   // Set when the connection failed or timed out mid-transaction (the session is then
   // unusable); error_phase names the step: "mail", "rcpt", "data", "content", "final".
   boost::system::error_code error;
@@ -129,9 +130,13 @@ class Session {
   std::size_t transactions() const;
 
   // Runs one transaction. `message` is in wire form: CRLF line endings, already
-  // dot-stuffed (see dot_stuff), without the terminating ".\r\n"; it must stay alive
-  // until the returned awaitable completes. A message over the server's SIZE limit
-  // is not sent: MAIL gets a local reply "552 5.3.4 message size exceeds fixed limit".
+  // dot-stuffed (see to_wire), without the terminating ".\r\n" (a missing final CRLF is
+  // added); it must stay alive until the returned awaitable completes. A message over
+  // the server's SIZE limit is not sent: MAIL gets a local reply "552 5.3.4 message size
+  // exceeds fixed limit". Other local refusals, nothing sent: UTF-8 addresses to a
+  // server without SMTPUTF8 (MAIL "553 5.6.7"), a sender containing CR/LF/NUL (MAIL
+  // "501 5.1.7"); a recipient containing CR/LF/NUL gets RCPT "501 5.1.3" and is skipped.
+  // After a failed transaction RSET is sent; if that fails the session is unusable.
   boost::asio::awaitable<TransactionResult> send(const Envelope& envelope, std::string_view message);
 
   // Sends QUIT (bounded by timeouts.quit) and closes. Never throws.
