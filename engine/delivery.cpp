@@ -34,6 +34,8 @@ constexpr std::chrono::milliseconds kIdlePoll{50};
 // MX addresses tried per session (Postfix: smtp_mx_address_limit = 5); more only
 // delays the deferral when a whole site is down.
 constexpr std::size_t kMaxTargets = 10;
+// Queued messages per session before another session to the destination is opened.
+constexpr std::size_t kPendingPerSession = 4;
 // After stop(), open transactions get this long to finish before workers are torn down.
 constexpr std::chrono::seconds kStopGrace{15};
 // Largest batch one record() call writes; bounds the writer's memory and latency.
@@ -192,7 +194,10 @@ class Worker {
 
   void start_sessions(Destination& dest) {
     const int limit = owner_.config.shaping.connections;
-    while (!owner_.stopping && dest.sessions < limit && static_cast<std::size_t>(dest.sessions) < dest.pending.size()) {
+    // One more session per kPendingPerSession queued messages: a handful of messages
+    // share one connection (pipelined, reused) instead of opening one each.
+    auto wanted = [&] { return (dest.pending.size() + kPendingPerSession - 1) / kPendingPerSession; };
+    while (!owner_.stopping && dest.sessions < limit && static_cast<std::size_t>(dest.sessions) < wanted()) {
       ++dest.sessions;
       ++active_sessions_;
       ++owner_.sessions;
