@@ -34,6 +34,8 @@ constexpr std::chrono::milliseconds kIdlePoll{50};
 // MX addresses tried per session (Postfix: smtp_mx_address_limit = 5); more only
 // delays the deferral when a whole site is down.
 constexpr std::size_t kMaxTargets = 10;
+// How often an idle feeder rescans the schedule from the start (see run()).
+constexpr std::chrono::seconds kRescanInterval{1};
 // Queued messages per session before another session to the destination is opened.
 constexpr std::size_t kPendingPerSession = 4;
 // After stop(), open transactions get this long to finish before workers are torn down.
@@ -126,6 +128,9 @@ struct Delivery::Impl {
   mutable std::mutex flight_mutex;
   std::condition_variable flight_cv;  // signalled when outcomes become durable
   std::unordered_set<queue::RecipientKey, RecipientKeyHash> in_flight;
+  // Keys recorded since the current due() scan began: that scan's snapshot may still
+  // show them as due, so they must not be dispatched again (see run()).
+  std::unordered_set<queue::RecipientKey, RecipientKeyHash> recorded_during_scan;
   std::unordered_map<queue::CampaignId, std::uint64_t> in_flight_by_campaign;
 
   // Result writer.
@@ -488,7 +493,8 @@ void Delivery::Impl::dispatch(queue::Recipient&& recipient) {
   if (!ctx) return;  // campaign vanished: cannot happen with a consistent store
   {
     std::lock_guard lock(flight_mutex);
-    if (!in_flight.insert(recipient.key).second) return;  // already on its way
+    if (recorded_during_scan.count(recipient.key)) return;  // stale snapshot: already done
+    if (!in_flight.insert(recipient.key).second) return;   // already on its way
     ++in_flight_by_campaign[recipient.key.campaign];
   }
   Job job;
@@ -546,6 +552,7 @@ void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
   {
     std::lock_guard lock(flight_mutex);
     for (const auto& o : batch) {
+      recorded_during_scan.insert(o.key);
       if (in_flight.erase(o.key)) {
         auto it = in_flight_by_campaign.find(o.key.campaign);
         if (it != in_flight_by_campaign.end() && --it->second == 0) in_flight_by_campaign.erase(it);
@@ -572,13 +579,20 @@ void Delivery::Impl::run(const std::function<bool()>& done) {
   for (auto& w : workers) w->start();
   writer = std::thread([this] { writer_loop(); });
 
+  // The cursor makes each scan start where the last one ended, so entries in flight
+  // are not read again and again. Entries can appear behind it (a campaign committed
+  // while we deliver has due = its creation time), so an idle feeder rescans from the
+  // start now and then; in-flight keys are skipped, and keys recorded while a scan ran
+  // are skipped too because the scan's snapshot may predate their new state.
   queue::ScheduleCursor cursor;
+  auto last_rescan = std::chrono::steady_clock::now();
   try {
     while (!stopping) {
       std::size_t flying;
       {
         std::lock_guard lock(flight_mutex);
         flying = in_flight.size();
+        recorded_during_scan.clear();
       }
       std::size_t room = config.window > flying ? config.window - flying : 0;
       std::size_t taken = 0;
@@ -588,6 +602,13 @@ void Delivery::Impl::run(const std::function<bool()>& done) {
         for (auto& r : due) dispatch(std::move(r));
       }
       if (taken > 0) continue;
+      if (std::chrono::steady_clock::now() - last_rescan >= kRescanInterval) {
+        last_rescan = std::chrono::steady_clock::now();
+        if (!cursor.after.empty()) {
+          cursor.reset();
+          continue;
+        }
+      }
       if (done()) break;
       std::unique_lock lock(flight_mutex);
       flight_cv.wait_for(lock, kIdlePoll);

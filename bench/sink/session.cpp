@@ -224,8 +224,10 @@ asio::awaitable<void> Session::run(std::shared_ptr<Session> self) {
   struct Cleanup {
     Session& session;
     ~Cleanup() {
-      session.abort();
+      // Counted before the socket closes: a client that saw the close and reconnects
+      // must find the connection gone from max_connections.
       session.shared_.stats->connection_closed(*session.listen_.stats);
+      session.abort();
       if (session.registered_) session.worker_.sessions_.erase(session.registration_);
     }
   };
