@@ -1,0 +1,40 @@
+// TXT lookups for command-line tools (`kurier dkim check`: is the published DKIM key
+// record the one for our key?).
+//
+// Contract: lookup_txt(name, options) asks the configured servers (or the system's
+// resolvers) for the TXT records at `name` and blocks until the answer, a failure, or
+// options.timeout x options.tries per server. Each record comes back as the
+// concatenation of its character-strings (RFC 7208 §3.3 / RFC 6376 §3.6.2.2: a long
+// value is split into strings of at most 255 bytes, which the reader joins).
+//   - records found -> TxtStatus::ok (records non-empty, in answer order);
+//   - NXDOMAIN -> TxtStatus::nxdomain; the name exists without TXT -> TxtStatus::nodata;
+//   - SERVFAIL, REFUSED, timeouts, malformed answers -> TxtStatus::temporary.
+// No cache: every call queries.
+//
+// Why blocking and separate from MxResolver: the delivery engine never needs TXT, and a
+// one-shot CLI check gains nothing from the io_context bridge; this keeps c-ares inside
+// dns/ all the same. Threading: any thread; each call has its own c-ares channel.
+// Throws std::runtime_error on invalid options (bad server string) or c-ares init failure.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dns/mx_resolver.h"
+
+namespace kurier::dns {
+
+enum class TxtStatus { ok, nxdomain, nodata, temporary };
+
+const char* to_string(TxtStatus status);
+
+struct TxtResult {
+  TxtStatus status = TxtStatus::temporary;
+  std::vector<std::string> records;  // each record's strings joined
+  std::string detail;                // human-readable cause, e.g. "timeout (127.0.0.1:5353)"
+};
+
+// ResolverOptions: servers, timeout and tries are used; the cache settings are not.
+TxtResult lookup_txt(const std::string& name, const ResolverOptions& options);
+
+}  // namespace kurier::dns
