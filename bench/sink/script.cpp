@@ -41,6 +41,19 @@ std::optional<Stage> stage_from_name(std::string_view name) {
   if (name == "rcpt") return Stage::kRcpt;
   if (name == "data") return Stage::kData;
   if (name == "message") return Stage::kMessage;
+  if (name == "content") return Stage::kContent;
+  if (name == "starttls") return Stage::kStarttls;
+  return std::nullopt;
+}
+
+std::optional<Fault> fault_from_name(std::string_view name) {
+  if (name == "drop") return Fault::kDrop;
+  if (name == "reset") return Fault::kReset;
+  if (name == "hang") return Fault::kHang;
+  if (name == "garbage") return Fault::kGarbage;
+  if (name == "long_line") return Fault::kLongLine;
+  if (name == "endless") return Fault::kEndless;
+  if (name == "bad_tls") return Fault::kBadTls;
   return std::nullopt;
 }
 
@@ -84,7 +97,7 @@ Rule parse_rule(const toml::table& table, std::size_t index, const Reader& read,
     const std::string_view name = key.str();
     if (name == "stage") {
       auto stage = stage_from_name(read.string(node, name));
-      if (!stage) fail(origin, &node, "stage: expected connect, ehlo, mail, rcpt, data or message");
+      if (!stage) fail(origin, &node, "stage: expected connect, ehlo, mail, rcpt, data, message, content or starttls");
       rule.stage = *stage;
       has_stage = true;
     } else if (name == "match") {
@@ -98,12 +111,24 @@ Rule parse_rule(const toml::table& table, std::size_t index, const Reader& read,
       rule.times = static_cast<std::uint32_t>(read.integer(node, name, UINT32_MAX));
     } else if (name == "close") {
       rule.close = read.boolean(node, name);
+    } else if (name == "fault") {
+      auto fault = fault_from_name(read.string(node, name));
+      if (!fault) fail(origin, &node, "fault: expected drop, reset, hang, garbage, long_line, endless or bad_tls");
+      rule.fault = *fault;
     } else {
       fail(origin, &node, "unknown key in [[rule]]: " + std::string(name));
     }
   }
   if (!has_stage) fail(origin, &table, "[[rule]] without stage");
-  if (rule.reply.empty()) fail(origin, &table, "[[rule]] without reply");
+  if (rule.reply.empty() && rule.fault == Fault::kNone) fail(origin, &table, "[[rule]] without reply or fault");
+  // Content arrives after the 354: there is no reply to replace, only a connection to break.
+  if (rule.stage == Stage::kContent && rule.fault != Fault::kDrop && rule.fault != Fault::kReset &&
+      rule.fault != Fault::kHang)
+    fail(origin, &table, "stage content: needs fault drop, reset or hang");
+  if (rule.fault == Fault::kBadTls && rule.stage != Stage::kStarttls)
+    fail(origin, &table, "fault bad_tls: only at stage starttls");
+  if (rule.fault == Fault::kBadTls && !rule.reply.empty() && rule.reply.code() != 220)
+    fail(origin, &table, "fault bad_tls: the reply must be a 220");
   rule.match_full_address = rule.match.find('@') != std::string::npos;
   return rule;
 }
@@ -185,6 +210,8 @@ Script parse_script(std::string_view text, const std::string& origin) {
       script.reply_delay = std::chrono::milliseconds(read.integer(node, name, kMaxReplyDelayMs));
     } else if (name == "max_messages_per_connection") {
       script.max_messages_per_connection = static_cast<std::uint32_t>(read.integer(node, name, UINT32_MAX));
+    } else if (name == "max_messages_per_second") {
+      script.max_messages_per_second = static_cast<std::uint32_t>(read.integer(node, name, UINT32_MAX));
     } else if (name == "max_connections") {
       script.max_connections = static_cast<std::uint32_t>(read.integer(node, name, UINT32_MAX));
     } else if (name == "pipelining") {
@@ -266,7 +293,8 @@ bool RuleMatcher::take(const Rule& rule, std::string_view key) {
 
 const Rule* RuleMatcher::find(Stage stage, std::string_view listen_address, std::span<const std::string_view> subjects,
                               std::string_view* matched) {
-  const bool has_subject = stage == Stage::kMail || stage == Stage::kRcpt || stage == Stage::kMessage;
+  const bool has_subject =
+      stage == Stage::kMail || stage == Stage::kRcpt || stage == Stage::kMessage || stage == Stage::kContent;
   for (const Rule* rule : by_stage_[static_cast<std::size_t>(stage)]) {
     if (!rule->address.empty() && rule->address != listen_address) continue;
     if (!has_subject) {

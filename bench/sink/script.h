@@ -38,8 +38,23 @@ enum class Stage {
   kRcpt,     // reply to RCPT TO; matched against the recipient
   kData,     // reply to DATA (a 354 lets the content follow, anything else refuses it)
   kMessage,  // reply after the content; matched against every accepted recipient
+  kContent,  // while the content arrives (first line); matched like kMessage; faults only
+  kStarttls,  // reply to STARTTLS (a 220 starts TLS, anything else refuses it)
 };
-inline constexpr std::size_t kStageCount = 6;
+inline constexpr std::size_t kStageCount = 8;
+
+// A misbehaving peer, for robustness tests: what the sink does instead of (or after)
+// the rule's reply. The rule's `reply` is optional with a fault.
+enum class Fault {
+  kNone,
+  kDrop,        // no reply: close the connection (FIN) at once
+  kReset,       // the reply (if any), then reset the connection (RST)
+  kHang,        // no reply: keep the connection open, read and discard until the peer leaves
+  kGarbage,     // non-SMTP bytes (an HTTP response with a NUL) instead of the reply
+  kLongLine,    // a 1 MiB reply line ("NNN xxx...", code from the reply, default 250)
+  kEndless,     // an endless multi-line reply ("NNN-..." without a last line)
+  kBadTls,      // starttls stage: the 220 (or the reply), then bytes that are not TLS, close
+};
 
 // Values substituted into reply templates: {rcpt}, {sender}, {host}.
 struct Substitutions {
@@ -74,6 +89,7 @@ struct Rule {
   ReplyTemplate reply;
   std::uint32_t times = 0;    // 0 = always; else only the first N matches per key
   bool close = false;         // close the connection after the reply
+  Fault fault = Fault::kNone;
   std::size_t index = 0;      // position in the file, for the `times` counters
 };
 
@@ -82,6 +98,9 @@ struct Script {
   std::chrono::milliseconds reply_delay{0};
   std::uint32_t max_messages_per_connection = 0;  // 0 = unlimited
   std::uint32_t max_connections = 0;              // per listen address; 0 = unlimited
+  // Per listen address: a MAIL beyond this many in one wall-clock second gets
+  // "421 4.7.0 ... rate limit exceeded" and the connection closes; 0 = unlimited.
+  std::uint32_t max_messages_per_second = 0;
   bool pipelining = true;
   bool eight_bit_mime = true;
   bool smtputf8 = true;
@@ -109,7 +128,7 @@ class RuleMatcher {
   explicit RuleMatcher(const Script& script);  // keeps a reference: the script outlives it
 
   // First rule (file order) for `stage` whose address filter accepts `listen_address`
-  // and whose pattern matches one of `subjects` (full addresses for rcpt/message, the
+  // and whose pattern matches one of `subjects` (full addresses for rcpt/message/content, the
   // sender for mail; ignored for the other stages). On a match, `*matched` (if given)
   // is set to the subject that matched. Returns nullptr if no rule applies.
   const Rule* find(Stage stage, std::string_view listen_address, std::span<const std::string_view> subjects,

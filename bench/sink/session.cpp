@@ -35,6 +35,17 @@ constexpr std::size_t kMaxBuffer = kMaxLineLength + 2 + 16 * 1024;
 // RFC 5321 §4.5.3.1.8 requires at least 100; beyond this, 452 (the client retries them).
 constexpr std::size_t kMaxRecipients = 1000;
 
+// Fault modes (script rules with `fault`): what a hostile or broken peer sends.
+// An HTTP server answering on port 25, with a NUL and bytes that are not UTF-8.
+constexpr char kGarbageBytes[] = "HTTP/1.1 400 Bad Request\r\nServer: not-smtp\r\n\r\n\0\xff\xfe<html>\r\n";
+constexpr std::string_view kGarbageReply{kGarbageBytes, sizeof kGarbageBytes - 1};
+// "A 1 MB reply line": far beyond any client's line limit, so the client must cut it.
+constexpr std::size_t kLongReplyLineBytes = 1024 * 1024;
+// An endless multi-line reply goes out in writes of this many lines until the client leaves.
+constexpr std::size_t kEndlessLinesPerWrite = 512;
+// What bad_tls sends where the TLS ServerHello should be: not a TLS record.
+constexpr std::string_view kNotTls = "this is not a TLS handshake\r\n";
+
 const auto& logger() {
   static const auto instance = log::get("sink");
   return instance;
@@ -127,6 +138,8 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> read_more(error_code& ec);
   asio::awaitable<void> flush(error_code& ec);
   asio::awaitable<void> start_tls(error_code& ec);
+  // Carries out fault_ once the replies before it are written; the session then ends.
+  asio::awaitable<void> run_fault();
   void arm_watchdog();
   void touch(Clock::duration timeout) { deadline_ = Clock::now() + timeout; }
 
@@ -144,6 +157,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void reply(std::string_view text) { out_ += text; }
   // Renders a rule's reply; a rule with close = true, or any 421, closes the connection.
+  // A rule with a fault replaces or follows the reply with the fault (see Fault).
   void reply(const Rule& rule, std::string_view rcpt);
   Substitutions values(std::string_view rcpt) const {
     return {rcpt, sender_, helo_.empty() ? std::string_view(peer_) : std::string_view(helo_)};
@@ -173,6 +187,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string out_;
   bool closing_ = false;   // close after writing out_
   bool starttls_ = false;  // start TLS after writing out_
+  Fault fault_ = Fault::kNone;  // run after writing out_, then close
+  int fault_code_ = 250;        // reply code for long_line / endless
 
   // Dialogue state.
   Mode mode_ = Mode::kCommand;
@@ -190,6 +206,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t message_size_ = 0;
   bool too_big_ = false;
   bool line_too_long_ = false;
+  const Rule* content_fault_ = nullptr;  // a content-stage rule for the message arriving
 };
 
 void Session::abort() {
@@ -244,6 +261,7 @@ asio::awaitable<void> Session::run(std::shared_ptr<Session> self) {
 
   const std::uint32_t limit = self->script_.max_connections;
   if (limit != 0 && open > limit) {
+    self->shared_.stats->connection_refused();
     self->reply("421 4.7.0 Too many connections\r\n");
     co_await self->flush(ec);
     co_return;
@@ -275,6 +293,10 @@ asio::awaitable<void> Session::serve() {
     if (!out_.empty()) {
       co_await flush(ec);
       if (ec) co_return;
+    }
+    if (fault_ != Fault::kNone && !closed_) {
+      co_await run_fault();
+      co_return;
     }
     if (closing_ || closed_) co_return;
     if (starttls_) {
@@ -349,6 +371,50 @@ asio::awaitable<void> Session::start_tls(error_code& ec) {
   reset_transaction();
 }
 
+asio::awaitable<void> Session::run_fault() {
+  shared_.stats->fault_injected();
+  logger()->debug("fault peer={} local={} fault={}", peer_, listen_.ip, static_cast<int>(fault_));
+  error_code ec;
+  switch (fault_) {
+    case Fault::kReset:
+      // SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+      socket_.set_option(tcp::socket::linger(true, 0), ec);
+      break;
+    case Fault::kHang:
+      // Never answer; keep reading so the client's writes succeed and only its reply
+      // timeout can end this (or the idle timeout, or SIGTERM).
+      while (!closed_) {
+        begin_ = scan_ = end_ = 0;
+        co_await read_more(ec);
+        if (ec) break;
+      }
+      break;
+    case Fault::kEndless: {
+      const std::string line = std::to_string(fault_code_) + "-this reply never ends\r\n";
+      std::string chunk;
+      chunk.reserve(line.size() * kEndlessLinesPerWrite);
+      for (std::size_t i = 0; i < kEndlessLinesPerWrite; ++i) chunk += line;
+      while (!closed_) {
+        out_ = chunk;
+        co_await flush(ec);
+        if (ec) break;
+      }
+      break;
+    }
+    case Fault::kBadTls:
+      out_.assign(kNotTls);
+      co_await flush(ec);
+      break;
+    case Fault::kDrop:
+      // FIN first, so the client reads an orderly end (close() alone sends RST when
+      // unread input is pending, which is what `reset` is for).
+      socket_.shutdown(tcp::socket::shutdown_send, ec);
+      break;
+    default:
+      break;
+  }
+}
+
 bool Session::handle_next_line() {
   if (scan_ < begin_) scan_ = begin_;
   const char* data = buf_.data();
@@ -386,6 +452,14 @@ bool Session::handle_next_line() {
 }
 
 void Session::handle_data_line(std::string_view line) {
+  if (content_fault_) {
+    const Rule& rule = *content_fault_;
+    content_fault_ = nullptr;
+    mode_ = Mode::kCommand;
+    reset_transaction();
+    reply(rule, {});
+    return;
+  }
   if (line == ".\r\n" || line == ".\n") {
     finish_message();
     return;
@@ -480,6 +554,11 @@ void Session::on_mail(std::string_view args) {
     closing_ = true;
     return;
   }
+  if (!shared_.stats->mail_allowed(*listen_.stats, script_.max_messages_per_second)) {
+    reply("421 4.7.0 Rate limit exceeded, too many messages per second, try again later\r\n");
+    closing_ = true;
+    return;
+  }
   std::string_view address, params;
   if (!parse_path(args, "FROM:", address, params)) return reply("501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
   if (script_.size_limit != 0 && size_parameter(params) > script_.size_limit)
@@ -530,6 +609,11 @@ void Session::on_data(std::string_view args) {
     reply("354 End data with <CR><LF>.<CR><LF>\r\n");
   }
   mode_ = Mode::kData;
+  content_fault_ = nullptr;
+  if (shared_.rules->has_rules(Stage::kContent)) {
+    rcpt_views_.assign(rcpts_.begin(), rcpts_.begin() + static_cast<std::ptrdiff_t>(rcpt_count_));
+    content_fault_ = shared_.rules->find(Stage::kContent, listen_.ip, rcpt_views_);
+  }
   message_.clear();
   message_size_ = 0;
   too_big_ = false;
@@ -540,6 +624,11 @@ void Session::on_starttls(std::string_view args) {
   if (!shared_.tls) return reply("502 5.5.1 Error: command not implemented\r\n");
   if (tls_) return reply("503 5.5.1 Error: TLS already active\r\n");
   if (!args.empty()) return reply("501 5.5.4 Syntax: STARTTLS\r\n");
+  if (const Rule* rule = shared_.rules->find(Stage::kStarttls, listen_.ip, std::string_view{})) {
+    reply(*rule, {});
+    starttls_ = rule->fault == Fault::kNone && rule->reply.code() == 220 && !closing_;
+    return;
+  }
   reply("220 2.0.0 Ready to start TLS\r\n");
   starttls_ = true;
 }
@@ -587,8 +676,42 @@ void Session::reset_transaction() {
 }
 
 void Session::reply(const Rule& rule, std::string_view rcpt) {
-  rule.reply.render(out_, values(rcpt));
-  if (rule.close || rule.reply.code() == 421) closing_ = true;
+  switch (rule.fault) {
+    case Fault::kNone:
+      rule.reply.render(out_, values(rcpt));
+      if (rule.close || rule.reply.code() == 421) closing_ = true;
+      return;
+    case Fault::kGarbage:
+      shared_.stats->fault_injected();
+      out_.append(kGarbageReply);
+      if (rule.close) closing_ = true;
+      return;
+    case Fault::kLongLine:
+      shared_.stats->fault_injected();
+      out_ += std::to_string(rule.reply.empty() ? 250 : rule.reply.code());
+      out_ += ' ';
+      out_.append(kLongReplyLineBytes, 'x');
+      out_ += "\r\n";
+      if (rule.close) closing_ = true;
+      return;
+    case Fault::kReset:
+      if (!rule.reply.empty()) rule.reply.render(out_, values(rcpt));
+      break;
+    case Fault::kBadTls:
+      if (rule.reply.empty())
+        out_ += "220 2.0.0 Ready to start TLS\r\n";
+      else
+        rule.reply.render(out_, values(rcpt));
+      break;
+    case Fault::kDrop:
+    case Fault::kHang:
+    case Fault::kEndless:
+      break;  // no reply
+  }
+  // The session stops handling input; serve() writes what is queued, then the fault.
+  fault_ = rule.fault;
+  fault_code_ = rule.reply.empty() ? 250 : rule.reply.code();
+  closing_ = true;
 }
 
 void Worker::close_all() {

@@ -3,6 +3,7 @@
 // tries again at the next tick.
 #include "bench/sink/stats.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
@@ -39,7 +40,51 @@ std::uint64_t Stats::connection_opened(AddressStats& address) {
   raise_max(max_concurrent_, active_.fetch_add(1, kRelaxed) + 1);
   const std::uint64_t open = address.active.fetch_add(1, kRelaxed) + 1;
   raise_max(address.max_concurrent, open);
+  std::lock_guard lock(timeline_mutex_);
+  if (SecondStats* s = second_now()) {
+    ++s->connections;
+    s->peak_concurrent = std::max(s->peak_concurrent, active_.load(kRelaxed));
+  }
   return open;
+}
+
+SecondStats* Stats::second_now() {
+  // Wall-clock seconds, the same boundaries as max_messages_per_second counts in.
+  const auto wall = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto second = static_cast<std::size_t>(std::max<std::int64_t>(0, wall - started_second_));
+  if (second >= kTimelineSeconds) return nullptr;
+  if (timeline_.size() <= second) {
+    // A second with no new connection still has the ones left open.
+    const std::uint64_t open = active_.load(kRelaxed);
+    const std::size_t first_new = timeline_.size();
+    timeline_.resize(second + 1);
+    for (std::size_t i = first_new; i < timeline_.size(); ++i) timeline_[i].peak_concurrent = open;
+  }
+  return &timeline_[second];
+}
+
+void Stats::connection_refused() {
+  std::lock_guard lock(timeline_mutex_);
+  if (SecondStats* s = second_now()) ++s->rejected_connections;
+}
+
+bool Stats::mail_allowed(AddressStats& address, std::uint32_t per_second) {
+  const auto wall_second = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+  std::lock_guard lock(timeline_mutex_);
+  SecondStats* s = second_now();
+  if (s) ++s->mail;
+  if (address.rate_second != wall_second) {
+    address.rate_second = wall_second;
+    address.rate_count = 0;
+  }
+  if (per_second != 0 && address.rate_count >= per_second) {
+    if (s) ++s->rejected_rate;
+    return false;
+  }
+  ++address.rate_count;
+  return true;
 }
 
 void Stats::connection_closed(AddressStats& address) {
@@ -50,6 +95,8 @@ void Stats::connection_closed(AddressStats& address) {
 void Stats::message_accepted(AddressStats& address) {
   messages_.fetch_add(1, kRelaxed);
   address.messages.fetch_add(1, kRelaxed);
+  std::lock_guard lock(timeline_mutex_);
+  if (SecondStats* s = second_now()) ++s->messages;
 }
 
 void Stats::recipient_reply(int code) {
@@ -61,6 +108,8 @@ void Stats::recipient_reply(int code) {
     recipients_rejected_.fetch_add(1, kRelaxed);
 }
 
+void Stats::fault_injected() { faults_.fetch_add(1, kRelaxed); }
+
 std::string Stats::to_json() const {
   nlohmann::ordered_json json;
   json["connections"] = connections_.load(kRelaxed);
@@ -68,6 +117,7 @@ std::string Stats::to_json() const {
   json["recipients_accepted"] = recipients_accepted_.load(kRelaxed);
   json["recipients_rejected"] = recipients_rejected_.load(kRelaxed);
   json["recipients_deferred"] = recipients_deferred_.load(kRelaxed);
+  json["faults"] = faults_.load(kRelaxed);
   json["max_concurrent_connections"] = max_concurrent_.load(kRelaxed);
   nlohmann::ordered_json by_address = nlohmann::ordered_json::object();
   for (const auto& [ip, counters] : by_address_) {
@@ -78,6 +128,18 @@ std::string Stats::to_json() const {
     by_address[ip] = std::move(entry);
   }
   json["by_address"] = std::move(by_address);
+  nlohmann::ordered_json timeline = nlohmann::ordered_json::array();
+  {
+    std::lock_guard lock(timeline_mutex_);
+    for (const auto& s : timeline_)
+      timeline.push_back({{"connections", s.connections},
+                          {"peak_concurrent", s.peak_concurrent},
+                          {"mail", s.mail},
+                          {"messages", s.messages},
+                          {"rejected_rate", s.rejected_rate},
+                          {"rejected_connections", s.rejected_connections}});
+  }
+  json["timeline"] = std::move(timeline);
   return json.dump() + "\n";
 }
 

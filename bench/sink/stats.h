@@ -11,8 +11,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,21 @@ struct AddressStats {
   std::atomic<std::uint64_t> messages{0};
   std::atomic<std::uint64_t> active{0};  // connections open now
   std::atomic<std::uint64_t> max_concurrent{0};
+  // MAIL commands in the current wall-clock second (max_messages_per_second); guarded
+  // by the Stats timeline mutex.
+  std::int64_t rate_second = -1;
+  std::uint32_t rate_count = 0;
+};
+
+// What happened in one second since the sink started (the "timeline" in the JSON):
+// rate-limit tests assert on these, e.g. no second with more MAIL commands than allowed.
+struct SecondStats {
+  std::uint64_t connections = 0;           // accepted TCP connections
+  std::uint64_t peak_concurrent = 0;       // most connections open at once (all addresses)
+  std::uint64_t mail = 0;                  // MAIL commands (transactions begun), refused or not
+  std::uint64_t messages = 0;              // messages accepted
+  std::uint64_t rejected_rate = 0;         // MAIL refused by max_messages_per_second
+  std::uint64_t rejected_connections = 0;  // greetings refused by max_connections
 };
 
 class Stats {
@@ -38,8 +55,15 @@ class Stats {
   std::uint64_t connection_opened(AddressStats& address);
   void connection_closed(AddressStats& address);
   void message_accepted(AddressStats& address);
+  // A greeting refused by max_connections.
+  void connection_refused();
+  // Counts a MAIL command; false when it is beyond `per_second` (0 = no limit) for the
+  // address in the current second (then counted as rejected_rate).
+  bool mail_allowed(AddressStats& address, std::uint32_t per_second);
   // Counts one RCPT reply: 2xx accepted, 4xx deferred, 5xx rejected.
   void recipient_reply(int code);
+  // A script rule's fault (drop, hang, garbage, ...) was carried out.
+  void fault_injected();
 
   // {"connections":N,"messages":N,...,"by_address":{"127.0.0.1":{...}}}
   std::string to_json() const;
@@ -50,9 +74,18 @@ class Stats {
   std::atomic<std::uint64_t> recipients_accepted_{0};
   std::atomic<std::uint64_t> recipients_rejected_{0};
   std::atomic<std::uint64_t> recipients_deferred_{0};
+  std::atomic<std::uint64_t> faults_{0};
   std::atomic<std::uint64_t> active_{0};
   std::atomic<std::uint64_t> max_concurrent_{0};
   std::map<std::string, std::unique_ptr<AddressStats>> by_address_;  // sorted: stable JSON
+
+  // Seconds kept in the timeline (an hour): a test or benchmark run is shorter.
+  static constexpr std::size_t kTimelineSeconds = 3600;
+  SecondStats* second_now();  // timeline_mutex_ held; null past kTimelineSeconds
+  const std::int64_t started_second_ =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  mutable std::mutex timeline_mutex_;
+  std::vector<SecondStats> timeline_;
 };
 
 // Writes `content` to `path` through "<path>.tmp" and rename(), so a reader sees the
