@@ -1,7 +1,7 @@
 // Minimal address handling for intake and routing: syntax check (RFC 5321
 // Mailbox: dot-atom or quoted local part, domain of LDH or UTF-8 labels, length
-// limits 64/254) and the routing domain. Pure; any thread. The list-hygiene issue
-// builds its verdicts on top of this.
+// limits 64/254, IDN domains via libidn2) and the routing domain. Pure; any thread.
+// engine/hygiene.h builds its verdicts on top of this.
 #pragma once
 
 #include <optional>
@@ -14,7 +14,38 @@ inline constexpr std::size_t kMaxLocalPartBytes = 64;   // RFC 5321 §4.5.3.1.1
 inline constexpr std::size_t kMaxAddressBytes = 254;    // RFC 5321 path limit minus brackets
 inline constexpr std::size_t kMaxDomainBytes = 253;
 
-// nullopt if `address` is a valid mailbox, else a short description of the problem.
+// Syntax choices that are policy (kurier.toml [hygiene]).
+struct AddressRules {
+  // UTF-8 local parts (RFC 6531 SMTPUTF8). On by default: the SMTP client announces
+  // SMTPUTF8 and refuses (553 5.6.7) to send such an address to an MX without it,
+  // so the recipient's own server decides. IDN domains are always accepted: they
+  // have an ASCII form (A-labels) that every MX understands.
+  bool smtputf8 = true;
+  // user@[192.0.2.1] and user@[IPv6:2001:db8::1]. Off by default: bulk mail to bare
+  // IP addresses is almost always a data error or an abuse pattern.
+  bool ip_literals = false;
+};
+
+// A valid address, split. `local` is a view into the parsed text.
+struct ParsedAddress {
+  std::string_view local;     // as typed: dot-atom or quoted string
+  std::string domain;         // lower case ASCII: A-labels for IDNs (IDNA2008 via libidn2,
+                              // non-transitional), or the IP literal with its brackets
+  bool ip_literal = false;
+};
+
+// RFC 5321 Mailbox / RFC 5322 addr-spec without comments or folding: dot-atom or
+// quoted local part (<= 64 bytes), domain of LDH labels (<= 63 bytes each, <= 253 in
+// all, at least two labels, no all-numeric top label) or a U-label IDN, <= 254 bytes
+// in all. Exactly one of the members is set.
+struct AddressCheck {
+  std::optional<ParsedAddress> address;
+  std::string problem;  // short description, e.g. "no '@'"
+};
+AddressCheck parse_address(std::string_view address, const AddressRules& rules = {});
+
+// nullopt if `address` is a valid mailbox (default rules), else a short description
+// of the problem.
 std::optional<std::string> address_problem(std::string_view address);
 
 // The domain part, lower-cased ("" if there is no '@').

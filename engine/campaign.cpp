@@ -13,8 +13,10 @@
 #include <openssl/evp.h>
 #include <toml++/toml.h>
 
+#include "dkim/signer.h"
 #include "engine/address.h"
 #include "engine/csv.h"
+#include "engine/hygiene.h"
 #include "engine/input_error.h"
 #include "engine/template.h"
 
@@ -84,6 +86,20 @@ std::string lower(std::string s) {
   return s;
 }
 
+// Loads the keys once so that every problem shows now, at submission.
+void check_signing_keys(const std::vector<DkimKey>& keys, const std::string& from_domain,
+                        const std::string& campaign_file) {
+  std::vector<dkim::KeySpec> specs;
+  for (const auto& k : keys) specs.push_back({k.domain, k.selector, k.key});
+  try {
+    dkim::Signer::create(std::move(specs), from_domain);
+  } catch (const dkim::KeyError& e) {
+    throw InputError(campaign_file, 0, "dkim.key", e.what());
+  } catch (const std::invalid_argument& e) {
+    throw InputError(campaign_file, 0, "dkim", e.what());
+  }
+}
+
 }  // namespace
 
 CampaignSpec load_campaign(const fs::path& file) {
@@ -117,18 +133,54 @@ CampaignSpec load_campaign(const fs::path& file) {
   const toml::table* verp = root["verp"].as_table();
   if (!verp) throw InputError(name, 0, "verp.domain", "is required ([verp] domain = \"bounce.example.com\")");
   spec.verp_domain = lower(required_string(*verp, "domain", "verp.domain"));
-  if (const toml::table* dkim = root["dkim"].as_table()) {
-    DkimSpec d;
-    d.domain = lower(required_string(*dkim, "domain", "dkim.domain"));
-    d.selector = required_string(*dkim, "selector", "dkim.selector");
-    d.key = base / required_string(*dkim, "key", "dkim.key");
-    spec.dkim = d;
+  auto dkim_key = [&](const toml::table& table) {
+    DkimKey d;
+    d.domain = lower(required_string(table, "domain", "dkim.domain"));
+    d.selector = required_string(table, "selector", "dkim.selector");
+    d.key = base / required_string(table, "key", "dkim.key");
+    return d;
+  };
+  if (const toml::node* dkim = root.get("dkim")) {
+    if (const toml::table* one = dkim->as_table()) {
+      spec.dkim.push_back(dkim_key(*one));
+    } else if (const toml::array* several = dkim->as_array()) {
+      for (const auto& item : *several) {
+        const toml::table* t = item.as_table();
+        if (!t) throw InputError(name, item.source().begin.line, "dkim", "must be [dkim] or [[dkim]] tables");
+        spec.dkim.push_back(dkim_key(*t));
+      }
+    } else {
+      throw InputError(name, dkim->source().begin.line, "dkim", "must be [dkim] or [[dkim]] tables");
+    }
   }
   return spec;
 }
 
-IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std::int64_t now_ms) {
+std::string from_address_domain(const std::string& from) {
+  std::string address = from;
+  auto lt = from.find('<');
+  auto gt = from.find('>', lt == std::string::npos ? 0 : lt);
+  if (lt != std::string::npos && gt != std::string::npos) address = from.substr(lt + 1, gt - lt - 1);
+  return domain_of(trim(address));
+}
+
+std::vector<DkimKey> signing_keys(const CampaignSpec& spec, const std::vector<DkimKey>& key_table) {
+  if (!spec.dkim.empty()) return spec.dkim;
+  const std::string from = from_address_domain(spec.from);
+  std::vector<DkimKey> keys;
+  for (const auto& key : key_table)
+    if (from == key.domain || (from.size() > key.domain.size() && from.ends_with("." + key.domain))) keys.push_back(key);
+  return keys;
+}
+
+IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std::int64_t now_ms,
+                             const std::vector<DkimKey>& key_table, const IntakeHygiene& hygiene) {
   const std::string campaign_file = spec.file.string();
+  const std::string from_domain = from_address_domain(spec.from);
+  if (from_domain.empty() || address_problem("x@" + from_domain))
+    throw InputError(campaign_file, 0, "from", "needs an address with a domain (\"Name <news@example.com>\")");
+  const std::vector<DkimKey> keys = signing_keys(spec, key_table);
+  if (!keys.empty()) check_signing_keys(keys, from_domain, campaign_file);
   const std::string template_text = read_whole(spec.template_path, campaign_file, 0, "template");
   const std::string csv_file = spec.recipients_path.string();
 
@@ -179,16 +231,33 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
   campaign.fields = header;
   nlohmann::json settings = {{"template_file", spec.template_path.string()},
                              {"recipients_file", csv_file}};
-  if (spec.dkim)
-    settings["dkim"] = {{"domain", spec.dkim->domain}, {"selector", spec.dkim->selector}, {"key", spec.dkim->key.string()}};
+  for (const auto& key : keys)
+    settings["dkim"].push_back({{"domain", key.domain},
+                                {"selector", key.selector},
+                                {"key", fs::absolute(key.key).lexically_normal().string()}});
   campaign.settings = settings.dump();
   campaign.created_ms = now_ms;
 
+  // List hygiene (engine/hygiene.h). With DNS, a first pass collects the domains so
+  // that each is looked up once, all of them concurrently, before the rows are judged.
+  std::optional<Hygiene> default_rules;
+  if (!hygiene.rules) default_rules.emplace();
+  const Hygiene& rules = hygiene.rules ? *hygiene.rules : *default_rules;
+  Screening screening(rules, hygiene.dns, [&store](const std::string& lower_address) -> std::optional<std::string> {
+    if (auto entry = store.suppression(lower_address)) return entry->reason;
+    return std::nullopt;
+  });
+  if (hygiene.dns && rules.options()[Verdict::no_mail_host] != Policy::off) {
+    std::ifstream again(spec.recipients_path, std::ios::binary);
+    CsvReader domains_pass(again, csv_file);
+    std::vector<std::string> fields;
+    domains_pass.next(fields);  // the header
+    while (domains_pass.next(fields))
+      if (fields.size() == header.size()) screening.note(trim(fields[static_cast<std::size_t>(email_column)]));
+    screening.resolve_noted();
+  }
+
   auto writer = store.begin_campaign(std::move(campaign));
-  // Duplicates by 64-bit hash of the normalised address: 8 bytes per recipient
-  // instead of the address (1M recipients: ~30 MB less); a false duplicate needs a
-  // hash collision (~1e-8 at 1M).
-  std::unordered_set<std::uint64_t> seen;
   std::vector<std::string> row;
   queue::RecipientId next_id = 1;
   try {
@@ -202,10 +271,8 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
           throw InputError(csv_file, line, header[i], "line breaks are not allowed in fields (header injection)");
       std::string& address = row[static_cast<std::size_t>(email_column)];
       address = trim(address);
-      if (auto problem = address_problem(address))
-        throw InputError(csv_file, line, header[static_cast<std::size_t>(email_column)],
-                         "not a valid address: \"" + address + "\": " + *problem);
-      address = normalize_address(address);
+      const Judgement judgement = screening.judge(address);
+      if (!judgement.verdicts.has(Verdict::syntax)) address = normalize_address(address);
 
       queue::Recipient recipient;
       recipient.key = {writer->id(), next_id++};
@@ -214,11 +281,14 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
       recipient.status.state = queue::State::queued;
       recipient.status.next_attempt_ms = now_ms;
 
+      for (Verdict v : judgement.verdicts.list()) ++result.verdicts[to_string(v)];
       std::string reason;
-      if (!seen.insert(std::hash<std::string>{}(lower(address))).second) {
-        reason = "duplicate";
-      } else if (auto entry = store.suppression(lower(address))) {
-        reason = "suppressed: " + entry->reason;
+      if (judgement.action == Action::reject) {
+        reason = to_string(*judgement.reason);
+        if (*judgement.reason == Verdict::suppressed) reason += ": " + judgement.suppression;
+        if (*judgement.reason == Verdict::syntax) reason += ": " + judgement.problem;
+      } else if (judgement.action == Action::warn) {
+        ++result.warned;
       }
       if (!reason.empty()) {
         recipient.status.state = queue::State::suppressed;

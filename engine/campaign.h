@@ -14,15 +14,11 @@
 #include <optional>
 #include <string>
 
+#include "engine/config.h"
+#include "engine/hygiene.h"
 #include "queue/store.h"
 
 namespace kurier::engine {
-
-struct DkimSpec {
-  std::string domain;
-  std::string selector;
-  std::filesystem::path key;
-};
 
 struct CampaignSpec {
   std::filesystem::path file;  // campaign.toml
@@ -31,7 +27,8 @@ struct CampaignSpec {
   std::filesystem::path template_path;    // resolved against the campaign file's folder
   std::filesystem::path recipients_path;
   std::string verp_domain;
-  std::optional<DkimSpec> dkim;
+  // [dkim] (one key) or [[dkim]] (several: dual rsa-sha256 + ed25519-sha256 signatures).
+  std::vector<DkimKey> dkim;
 };
 
 // Throws InputError.
@@ -44,10 +41,34 @@ struct IntakeResult {
   std::uint64_t queued = 0;
   std::uint64_t suppressed = 0;
   std::map<std::string, std::uint64_t> suppressed_by_reason;
+  // List hygiene: rows flagged per verdict name, warned and rejected alike (a row
+  // may count under several), and the rows queued despite a warning.
+  std::map<std::string, std::uint64_t> verdicts;
+  std::uint64_t warned = 0;
 };
 
-// Queues the campaign (committed and synced before returning). Throws InputError
-// for bad input, queue::StoreError for disk failures.
-IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std::int64_t now_ms);
+// List hygiene at intake (engine/hygiene.h). No rules given: the built-in lists and
+// default policies. `dns` null: no no_mail_host verdicts. A rejected row is stored
+// `suppressed` with the verdict's name as its reason ("suppressed: <list reason>"
+// for the suppression list); a warned row is queued and counted.
+struct IntakeHygiene {
+  const Hygiene* rules = nullptr;
+  MailHostLookup* dns = nullptr;
+};
+
+// Queues the campaign (committed and synced before returning). DKIM keys (the
+// campaign's own, else the matching ones of `key_table`) are loaded and checked first:
+// a missing, unreadable or misaligned key is an InputError here, never a failure in
+// the middle of sending. Throws InputError for bad input, queue::StoreError for disk
+// failures.
+IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std::int64_t now_ms,
+                             const std::vector<DkimKey>& key_table = {}, const IntakeHygiene& hygiene = {});
+
+// The domain of a From header value ("Name <a@b.c>" or "a@b.c"), lower case.
+std::string from_address_domain(const std::string& from);
+
+// The keys that sign a campaign: its own, else those of the key table whose domain is
+// the From domain or a parent of it.
+std::vector<DkimKey> signing_keys(const CampaignSpec& spec, const std::vector<DkimKey>& key_table);
 
 }  // namespace kurier::engine

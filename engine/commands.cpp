@@ -19,7 +19,10 @@
 #include "engine/campaign.h"
 #include "engine/config.h"
 #include "engine/delivery.h"
+#include "engine/hygiene.h"
+#include "engine/hygiene_dns.h"
 #include "engine/input_error.h"
+#include "engine/serve_command.h"
 #include "queue/store.h"
 
 namespace kurier::engine {
@@ -164,7 +167,12 @@ int send_command(const SendOptions& options) {
   CampaignSpec spec = load_campaign(options.campaign);
   auto store = open_store(config);
   const auto start = std::chrono::steady_clock::now();
-  IntakeResult intake = submit_campaign(*store, spec, system_now_ms());
+  const Hygiene hygiene(config.hygiene);
+  std::unique_ptr<MailHostLookup> mail_hosts;
+  if (hygiene.options()[Verdict::no_mail_host] != Policy::off)
+    mail_hosts = make_dns_mail_host_lookup(config.dns_servers, config.dns_timeout);
+  IntakeResult intake =
+      submit_campaign(*store, spec, system_now_ms(), config.dkim_keys, IntakeHygiene{&hygiene, mail_hosts.get()});
   auto campaign = store->campaign(intake.id);
   if (intake.resumed) {
     fmt::print("kurier: campaign {} is already queued ({} recipients): continuing\n", spec.id, intake.rows);
@@ -173,6 +181,12 @@ int send_command(const SendOptions& options) {
     for (const auto& [reason, n] : intake.suppressed_by_reason) detail += fmt::format(" {} {}", reason, n);
     fmt::print("kurier: campaign {}: {} recipients, {} queued, {} suppressed{}\n", spec.id, intake.rows, intake.queued,
                intake.suppressed, detail.empty() ? "" : " (" + detail.substr(1) + ")");
+    // The intake summary of list hygiene: every verdict found, with what it did.
+    std::string verdicts;
+    for (const auto& [name, n] : intake.verdicts)
+      verdicts += fmt::format(", {} {} ({})", name, n, to_string(hygiene.options()[*verdict_from_string(name)]));
+    fmt::print("kurier: hygiene: {} rejected, {} warned{}\n", intake.suppressed, intake.warned,
+               verdicts.empty() ? "" : " (" + verdicts.substr(2) + ")");
   }
   std::fflush(stdout);
 
@@ -228,6 +242,7 @@ int report_command(const ReportOptions& options) {
   if (!campaign) throw InputError("campaign", 0, "", "no campaign '" + options.campaign + "' in the queue");
 
   if (options.format == "csv") {
+    // Exactly DESIGN.md's columns (a stable format); later events are in text and JSON.
     std::cout << "recipient,state,category,reason,code,enhanced,mx,attempts,last_attempt\n";
     store->for_each_recipient(campaign->id, [&](const queue::Recipient& r) {
       const auto& s = r.status;
@@ -250,7 +265,13 @@ int report_command(const ReportOptions& options) {
                              {"deferred", counts.deferred},
                              {"bounced", counts.bounced},
                              {"expired", counts.expired},
-                             {"suppressed", counts.suppressed}}}};
+                             {"suppressed", counts.suppressed}}},
+                           {"events",
+                            {{"late_bounce", counts.late_bounce},
+                             {"complaint", counts.complaint},
+                             {"unsubscribe", counts.unsubscribe},
+                             {"autoreply", counts.autoreply},
+                             {"delay", counts.delay}}}};
     std::string h = head.dump();
     h.pop_back();
     std::cout << h << ",\"recipients\":[";
@@ -267,6 +288,17 @@ int report_command(const ReportOptions& options) {
                           {"attempts", s.attempts}, {"last_attempt", iso_time(s.last_attempt_ms)},
                           {"next_attempt", s.state == queue::State::deferred ? iso_time(s.next_attempt_ms) : ""},
                           {"attempt_log", attempts}};
+      // The latest later event (null if none) and the whole event log.
+      j["event"] = nullptr;
+      if (s.event) j["event"] = {{"kind", queue::to_string(s.event->kind)}, {"time", iso_time(s.event->time_ms)},
+                                 {"category", s.event->category}, {"reason", s.event->reason},
+                                 {"detail", s.event->detail}};
+      nlohmann::json events = nlohmann::json::array();
+      if (s.event)
+        for (const auto& e : store->events(r.key))
+          events.push_back({{"kind", queue::to_string(e.kind)}, {"time", iso_time(e.time_ms)},
+                            {"category", e.category}, {"reason", e.reason}, {"detail", e.detail}});
+      j["events"] = std::move(events);
       std::cout << (first ? "\n" : ",\n") << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       first = false;
       return true;
@@ -280,12 +312,17 @@ int report_command(const ReportOptions& options) {
              campaign->name, iso_time(campaign->created_ms), counts.total(), counts.delivered, counts.deferred,
              counts.bounced, counts.expired, counts.suppressed, counts.queued);
   print_domain_table(stdout, per_domain(*store, campaign->id));
-  fmt::print("\n{:<40} {:<10} {:<6} {:<16} {:>4} {:<8} {}\n", "recipient", "state", "cat", "reason", "code", "status",
-             "mx");
+  if (counts.late_bounce + counts.complaint + counts.unsubscribe + counts.autoreply + counts.delay > 0)
+    fmt::print("later events: {} late bounces, {} complaints, {} unsubscribes, {} auto-replies, {} delays\n\n",
+               counts.late_bounce, counts.complaint, counts.unsubscribe, counts.autoreply, counts.delay);
+  fmt::print("\n{:<40} {:<10} {:<6} {:<16} {:>4} {:<8} {:<24} {}\n", "recipient", "state", "cat", "reason", "code",
+             "status", "mx", "event");
   store->for_each_recipient(campaign->id, [&](const queue::Recipient& r) {
     const auto& s = r.status;
-    fmt::print("{:<40} {:<10} {:<6} {:<16} {:>4} {:<8} {}\n", r.address, queue::to_string(s.state), s.category,
-               s.reason, s.code ? std::to_string(s.code) : "", s.enhanced, s.mx);
+    std::string event;
+    if (s.event) event = std::string(queue::to_string(s.event->kind)) + " " + s.event->reason;
+    fmt::print("{:<40} {:<10} {:<6} {:<16} {:>4} {:<8} {:<24} {}\n", r.address, queue::to_string(s.state), s.category,
+               s.reason, s.code ? std::to_string(s.code) : "", s.enhanced, s.mx, event);
     return true;
   });
   return 0;
@@ -294,6 +331,19 @@ int report_command(const ReportOptions& options) {
 int status_command(const StatusOptions& options) {
   Config config = load_config(options.config);
   log::set_level(config.log_level);
+  // A running daemon holds the queue (RocksDB is single-process): ask it instead.
+  if (auto live = fetch_live_status(config)) {
+    if (options.campaign) {
+      auto& campaigns = (*live)["campaigns"];
+      nlohmann::json only = nlohmann::json::array();
+      for (const auto& c : campaigns)
+        if (c.value("campaign", "") == *options.campaign) only.push_back(c);
+      if (only.empty()) throw InputError("--campaign", 0, "", "no campaign '" + *options.campaign + "' in the queue");
+      campaigns = only;
+    }
+    std::cout << (options.json ? live->dump() + "\n" : format_live_status(*live, options.campaign));
+    return 0;
+  }
   auto store = open_store(config);
   std::vector<queue::Campaign> campaigns;
   if (options.campaign) {

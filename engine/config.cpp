@@ -1,4 +1,4 @@
-// Loads kurier.toml and the [default] block of shaping.toml with toml++.
+// Loads kurier.toml with toml++ (shaping.toml: engine/shaping.cpp).
 // Runs once at start-up on the main thread; every problem is an InputError with
 // file, line and key, so the CLI exits 2 with a message a user can act on.
 #include "engine/config.h"
@@ -7,6 +7,7 @@
 
 #include <toml++/toml.h>
 
+#include "engine/hygiene_config.h"
 #include "engine/input_error.h"
 
 namespace kurier::engine {
@@ -44,40 +45,6 @@ toml::table parse_toml(const fs::path& path) {
     return toml::parse_file(path.string());
   } catch (const toml::parse_error& e) {
     throw InputError(path.string(), e.source().begin.line, "", std::string(e.description()));
-  }
-}
-
-void load_shaping(const fs::path& path, ShapingLimits& limits) {
-  const std::string file = path.string();
-  if (!fs::exists(path)) throw InputError(file, 0, "", "cannot read file");
-  toml::table root = parse_toml(path);
-  const toml::table* def = root["default"].as_table();
-  if (!def) return;
-  if (auto v = get<std::int64_t>(*def, "connections", file, "default.connections")) {
-    if (*v < 1) throw InputError(file, line_of(*def->get("connections")), "default.connections", "must be >= 1");
-    limits.connections = static_cast<int>(*v);
-  }
-  if (auto v = get<std::int64_t>(*def, "messages_per_connection", file, "default.messages_per_connection")) {
-    if (*v < 1)
-      throw InputError(file, line_of(*def->get("messages_per_connection")), "default.messages_per_connection",
-                       "must be >= 1");
-    limits.messages_per_connection = static_cast<int>(*v);
-  }
-  if (const toml::node* node = def->get("retry")) {
-    const toml::array* array = node->as_array();
-    if (!array || array->empty()) throw InputError(file, line_of(*node), "default.retry", "must be a list like [\"5m\", \"15m\"]");
-    limits.retry.clear();
-    for (const auto& item : *array) {
-      auto text = item.value<std::string>();
-      auto duration = text ? parse_duration(*text) : std::nullopt;
-      if (!duration) throw InputError(file, line_of(item), "default.retry", "not a duration like \"5m\"");
-      limits.retry.push_back(*duration);
-    }
-  }
-  if (auto v = get<std::string>(*def, "max_age", file, "default.max_age")) {
-    auto duration = parse_duration(*v);
-    if (!duration) throw InputError(file, line_of(*def->get("max_age")), "default.max_age", "not a duration like \"5d\"");
-    limits.max_age = *duration;
   }
 }
 
@@ -167,10 +134,49 @@ Config load_config(const std::optional<fs::path>& path_arg) {
   if (const toml::table* v = root["verp"].as_table())
     if (auto secret = get<std::string>(*v, "secret", file, "verp.secret")) config.verp_secret = *secret;
 
-  if (const toml::table* h = root["http"].as_table())
+  if (const toml::table* d = root["dkim"].as_table()) {
+    if (const toml::node* node = d->get("key")) {
+      const toml::array* keys = node->as_array();
+      if (!keys) throw InputError(file, line_of(*node), "dkim.key", "must be an array of tables ([[dkim.key]])");
+      for (const auto& item : *keys) {
+        const toml::table* t = item.as_table();
+        if (!t) throw InputError(file, line_of(item), "dkim.key", "must be a table with domain, selector, key");
+        DkimKey key;
+        auto need = [&](std::string_view name) {
+          auto v = get<std::string>(*t, name, file, "dkim.key." + std::string(name));
+          if (!v || v->empty()) throw InputError(file, line_of(item), "dkim.key." + std::string(name), "is required");
+          return *v;
+        };
+        key.domain = need("domain");
+        for (auto& c : key.domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        key.selector = need("selector");
+        key.key = resolve(need("key"));
+        config.dkim_keys.push_back(std::move(key));
+      }
+    }
+  }
+
+  if (const toml::table* h = root["http"].as_table()) {
     if (auto v = get<std::string>(*h, "listen", file, "http.listen")) config.http_listen = *v;
-  if (const toml::table* b = root["bounce"].as_table())
+    if (auto v = get<std::string>(*h, "token", file, "http.token")) config.http_token = *v;
+  }
+  if (const toml::table* b = root["bounce"].as_table()) {
     if (auto v = get<std::string>(*b, "listen", file, "bounce.listen")) config.bounce_listen = *v;
+    if (auto v = get<std::int64_t>(*b, "soft_limit", file, "bounce.soft_limit")) {
+      if (*v < 0 || *v > 1000) throw InputError(file, line_of(*b->get("soft_limit")), "bounce.soft_limit", "must be 0..1000");
+      config.bounce_soft_limit = static_cast<std::uint32_t>(*v);
+    }
+    if (const toml::node* node = b->get("domains")) {
+      const toml::array* array = node->as_array();
+      if (!array) throw InputError(file, line_of(*node), "bounce.domains", "must be a list of domains");
+      for (const auto& item : *array) {
+        auto text = item.value<std::string>();
+        if (!text || text->empty()) throw InputError(file, line_of(item), "bounce.domains", "must be a list of domains");
+        for (auto& c : *text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        config.bounce_domains.push_back(*text);
+      }
+    }
+  }
 
   if (const toml::table* e = root["engine"].as_table()) {
     if (auto v = get<std::int64_t>(*e, "workers", file, "engine.workers")) {
@@ -182,11 +188,15 @@ Config load_config(const std::optional<fs::path>& path_arg) {
       config.window = static_cast<std::size_t>(*v);
     }
   }
+  if (const toml::node* h = root.get("hygiene")) {
+    if (!h->as_table()) throw InputError(file, line_of(*h), "hygiene", "must be a table ([hygiene])");
+    read_hygiene_section(*h->as_table(), file, base, config.hygiene);
+  }
   if (const toml::table* l = root["log"].as_table())
     if (auto v = get<std::string>(*l, "level", file, "log.level")) config.log_level = *v;
 
   if (const toml::table* s = root["shaping"].as_table())
-    if (auto v = get<std::string>(*s, "file", file, "shaping.file")) load_shaping(resolve(*v), config.shaping);
+    if (auto v = get<std::string>(*s, "file", file, "shaping.file")) config.shaping = load_shaping(resolve(*v));
 
   return config;
 }

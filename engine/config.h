@@ -10,22 +10,17 @@
 #include <string>
 #include <vector>
 
+#include "engine/shaping.h"
+#include "engine/hygiene.h"
 #include "smtp/client.h"
 
 namespace kurier::engine {
 
-// Per-destination delivery limits. [default] in shaping.toml; the shaping issue adds
-// providers matched by domain / MX suffix on top of this.
-struct ShapingLimits {
-  int connections = 20;                  // concurrent sessions per destination domain
-  int messages_per_connection = 100;     // then QUIT and reconnect (spreads load over MX hosts)
-  // Retry after the n-th temporary failure: schedule[min(n-1, size-1)]. Greylisting-
-  // friendly: the first retry after a few minutes, then growing.
-  std::vector<std::chrono::seconds> retry = {std::chrono::minutes(5),  std::chrono::minutes(10),
-                                             std::chrono::minutes(20), std::chrono::minutes(40),
-                                             std::chrono::hours(1),    std::chrono::hours(2),
-                                             std::chrono::hours(4)};
-  std::chrono::seconds max_age = std::chrono::hours(24 * 5);  // then `expired`
+// One DKIM signing key: d=domain, s=selector, the PEM private key file.
+struct DkimKey {
+  std::string domain;
+  std::string selector;
+  std::filesystem::path key;
 };
 
 struct Config {
@@ -38,12 +33,25 @@ struct Config {
   smtp::TlsPolicy tls = smtp::TlsPolicy::opportunistic;
   smtp::Timeouts timeouts;
   std::string verp_secret;
+  // [[dkim.key]] entries: used for campaigns without their own [dkim] block whose
+  // From domain is the key's domain or a subdomain of it.
+  std::vector<DkimKey> dkim_keys;
   std::string http_listen = "127.0.0.1:8025";
+  // Bearer token for changing HTTP endpoints ([http] token). Empty: `kurier serve`
+  // generates one into <queue path>/http.token (mode 0600), where `kurier submit` reads it.
+  std::string http_token;
   std::string bounce_listen = "127.0.0.1:2526";
-  ShapingLimits shaping;
+  // [bounce] domains: what the bounce listener accepts RCPT for; empty = the VERP
+  // domains of the campaigns in the queue.
+  std::vector<std::string> bounce_domains;
+  // [bounce] soft_limit: soft bounces in a row (no delivery between) that suppress
+  // an address; 0 = never.
+  std::uint32_t bounce_soft_limit = 3;
+  ShapingRules shaping;                  // [shaping] file (engine/shaping.h); defaults without one
   int workers = 0;                       // delivery threads; 0 = one per core
   std::size_t window = 20000;            // recipients in flight at most (memory bound)
   std::string log_level = "warn";
+  HygieneOptions hygiene;                // [hygiene]: lists and policy per verdict
 };
 
 // Loads `path` (relative paths inside it resolve against its directory). With no

@@ -13,11 +13,17 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <nlohmann/json.hpp>
+
 #include "common/asio.h"
 #include "common/log.h"
 #include "dns/mx_resolver.h"
+#include "dkim/signer.h"
 #include "engine/address.h"
+#include "engine/bounce_apply.h"
+#include "engine/campaign.h"
 #include "engine/classify.h"
+#include "engine/metrics.h"
 #include "engine/template.h"
 #include "engine/verp.h"
 #include "smtp/client.h"
@@ -42,22 +48,26 @@ constexpr std::size_t kPendingPerSession = 4;
 constexpr std::chrono::seconds kStopGrace{15};
 // Largest batch one record() call writes; bounds the writer's memory and latency.
 constexpr std::size_t kMaxRecordBatch = 20000;
+// A destination whose throttle will not let it send for longer than this (suspended,
+// far behind its rate) hands its queued recipients back to the store, due when the
+// throttle allows: they must not hold the in-flight window that other domains need.
+constexpr std::int64_t kHoldInMemoryMs = 5000;
+// The longest a session waits for its next message slot (rate pacing) while holding
+// its connection open; beyond that it ends and a later session sends.
+constexpr std::int64_t kMaxPaceWaitMs = 2000;
+// A recipient whose transaction drew a throttling reply goes back to the ready queue
+// (no attempt counted) this many times; after that the reply is recorded as a deferral,
+// so a server that throttles forever still ends in `expired`, never in a loop.
+constexpr int kMaxThrottleRequeues = 3;
+// Connects refused with a throttling reply in a row before the destination's queue is
+// deferred like any other refused connect.
+constexpr int kMaxThrottledConnects = 5;
 
 struct RecipientKeyHash {
   std::size_t operator()(const queue::RecipientKey& k) const noexcept {
     return std::hash<std::uint64_t>{}((std::uint64_t{k.campaign} << 32) | k.recipient);
   }
 };
-
-// The domain of the From header value ("Name <a@b.c>" or "a@b.c").
-std::string from_domain(const std::string& from) {
-  std::string address = from;
-  auto lt = from.find('<');
-  auto gt = from.find('>', lt == std::string::npos ? 0 : lt);
-  if (lt != std::string::npos && gt != std::string::npos) address = from.substr(lt + 1, gt - lt - 1);
-  auto domain = domain_of(address);
-  return domain.empty() ? "localhost" : domain;
-}
 
 std::string rfc5322_date(std::int64_t now_ms) {
   std::time_t t = static_cast<std::time_t>(now_ms / 1000);
@@ -80,6 +90,8 @@ struct CampaignContext {
   queue::Campaign campaign;
   Template tmpl;
   std::string from_domain;
+  std::shared_ptr<const dkim::Signer> signer;  // null: the campaign is not signed
+  std::string signer_error;                    // set when its keys can no longer be loaded
   bool add_from = false;
   bool add_to = false;
   bool add_date = false;
@@ -90,6 +102,10 @@ struct Job {
   queue::Recipient recipient;
   std::shared_ptr<const CampaignContext> campaign;
   std::string domain;
+  Series* metrics = nullptr;  // the domain's series; set when the job reaches its worker
+  const ShapingLimits* limits = nullptr;  // its destination key's; set once routed
+  int throttled = 0;            // times put back after a throttling reply
+  bool throttle_reply = false;  // finish(): the reply was a throttling one (no backoff)
 };
 
 struct Destination {
@@ -97,6 +113,20 @@ struct Destination {
   std::deque<Job> pending;
   int sessions = 0;   // opening or open
   int connected = 0;  // past the greeting and EHLO
+  Series* metrics = nullptr;  // looked up once per destination, never per message
+  std::shared_ptr<Throttle> throttle;        // the shaping key's limits; null until routed
+  bool routing = false;                      // MX lookup for the key under way
+  std::unique_ptr<asio::steady_timer> wake;  // start_sessions() again when the throttle allows
+  std::int64_t wake_at_ms = 0;               // 0 = timer not armed
+  int wake_waits = 0;                        // handlers outstanding: keep the destination alive
+  int throttled_connects = 0;                // connects refused with a throttling reply in a row
+  Destination() = default;
+  Destination(const Destination&) = delete;
+  Destination& operator=(const Destination&) = delete;
+  // Jobs dropped at shutdown stay scheduled in the store; they leave the ready queue.
+  ~Destination() {
+    if (metrics) metrics->add_queued(-static_cast<std::int64_t>(pending.size()));
+  }
 };
 
 class Worker;
@@ -120,7 +150,14 @@ struct Delivery::Impl {
   Clock clock;
   Verp verp;
   std::shared_ptr<spdlog::logger> log = kurier::log::get("engine");
+  // Before the workers: sessions update their series until the workers are gone.
+  Metrics metrics;
+  // Limits per destination key, shared by every worker (engine/shaping.h).
+  Shaper shaper{config.shaping};
 
+  // RSA signatures take about a millisecond: they run here, never on a worker's
+  // event loop, which keeps serving every other session meanwhile.
+  asio::thread_pool signing_pool{std::max(1u, std::thread::hardware_concurrency())};
   std::vector<std::unique_ptr<Worker>> workers;
   std::unordered_map<queue::CampaignId, std::shared_ptr<const CampaignContext>> contexts;  // feeder only
 
@@ -184,6 +221,8 @@ class Worker {
   void shutdown() {
     io_.stop();
     if (thread_.joinable()) thread_.join();
+    // Timers must go before io_ (destinations_ outlive it, see below).
+    for (auto& [domain, dest] : destinations_) dest->wake.reset();
   }
 
  private:
@@ -192,20 +231,118 @@ class Worker {
     if (!slot) {
       slot = std::make_unique<Destination>();
       slot->domain = job.domain;
+      slot->metrics = &owner_.metrics.domain(job.domain);
     }
+    job.metrics = slot->metrics;
+    if (slot->throttle) job.limits = &slot->throttle->limits();
+    slot->metrics->add_queued(1);
     slot->pending.push_back(std::move(job));
     start_sessions(*slot);
   }
 
+  // The destination's shaping key: at once from its domain, or from its MX hosts when
+  // a provider rule matches by MX (then every domain hosted there shares the limits).
+  void route(Destination& dest) {
+    if (dest.throttle || dest.routing) return;
+    if (!owner_.shaper.needs_mx(dest.domain)) {
+      routed(dest, owner_.shaper.throttle_for(dest.domain, {}));
+      start_sessions(dest);  // routed synchronously: nothing else would start the first job
+      return;
+    }
+    dest.routing = true;
+    asio::co_spawn(io_, route_by_mx(this, &dest), [this](std::exception_ptr error) {
+      if (error) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          owner_.log->error("event=route_crashed worker={} error=\"{}\"", index_, e.what());
+        }
+      }
+    });
+  }
+
+  static asio::awaitable<void> route_by_mx(Worker* self, Destination* dest) {
+    dns::MxResult mx = co_await self->resolve(dest->domain);
+    std::vector<std::string> hosts;
+    // A failed lookup routes by domain; the session then meets the same failure and
+    // records it.
+    if (mx.status == dns::Status::ok)
+      for (const auto& host : mx.hosts) hosts.push_back(host.name);
+    dest->routing = false;
+    self->routed(*dest, self->owner_.shaper.throttle_for(dest->domain, hosts));
+    self->start_sessions(*dest);
+    self->erase_if_idle(*dest);
+  }
+
+  void routed(Destination& dest, std::shared_ptr<Throttle> throttle) {
+    dest.throttle = std::move(throttle);
+    for (auto& job : dest.pending) job.limits = &dest.throttle->limits();
+    if (!dest.throttle->provider().empty())
+      owner_.metrics.link_provider(*dest.metrics, owner_.metrics.provider(dest.throttle->provider()));
+  }
+
+  // Runs start_sessions() again at `at_ms` (the earliest of several requests wins).
+  void wake_at(Destination& dest, std::int64_t at_ms) {
+    if (dest.wake_at_ms != 0 && dest.wake_at_ms <= at_ms) return;
+    if (!dest.wake) dest.wake = std::make_unique<asio::steady_timer>(io_);
+    dest.wake_at_ms = at_ms;
+    dest.wake->expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, at_ms - owner_.clock())));
+    ++dest.wake_waits;
+    dest.wake->async_wait([this, d = &dest](const boost::system::error_code& ec) {
+      --d->wake_waits;
+      if (ec == asio::error::operation_aborted) return;  // re-armed: the newer wait runs
+      d->wake_at_ms = 0;
+      start_sessions(*d);
+      erase_if_idle(*d);
+    });
+  }
+
+  // Recipients the throttle will not let go for a long time go back to the store, due
+  // when it will; no attempt is logged or counted (they were never tried).
+  void hand_back(Destination& dest, std::int64_t due_ms) {
+    owner_.log->debug("event=throttle_hand_back domain={} key={} recipients={} due_ms={}", dest.domain,
+                      dest.throttle->key(), dest.pending.size(), due_ms);
+    while (!dest.pending.empty()) {
+      Job job = std::move(dest.pending.front());
+      dest.pending.pop_front();
+      dest.metrics->add_queued(-1);
+      queue::Outcome outcome;
+      outcome.key = job.recipient.key;
+      outcome.previous_due_ms = job.recipient.status.next_attempt_ms;
+      outcome.status = job.recipient.status;
+      outcome.status.next_attempt_ms = due_ms;
+      owner_.report(std::move(outcome));
+    }
+  }
+
+  void erase_if_idle(Destination& dest) {
+    if (!dest.pending.empty() || dest.sessions > 0 || dest.routing || dest.wake_at_ms != 0 || dest.wake_waits > 0)
+      return;
+    const std::string key = dest.domain;  // dest dies with the erase
+    destinations_.erase(key);             // bounded memory with many domains
+  }
+
   void start_sessions(Destination& dest) {
-    const int limit = owner_.config.shaping.connections;
+    if (!dest.throttle) {
+      route(dest);                   // at once, or later from the MX lookup
+      if (!dest.throttle) return;    // route_by_mx() calls back when it knows
+    }
     // One more session per kPendingPerSession queued messages: a handful of messages
     // share one connection (pipelined, reused) instead of opening one each.
     auto wanted = [&] { return (dest.pending.size() + kPendingPerSession - 1) / kPendingPerSession; };
-    while (!owner_.stopping && dest.sessions < limit && static_cast<std::size_t>(dest.sessions) < wanted()) {
+    while (!owner_.stopping && static_cast<std::size_t>(dest.sessions) < wanted()) {
+      const std::int64_t now = owner_.clock();
+      Throttle::Gate gate = dest.throttle->try_open_connection(now);
+      if (!gate.ok) {
+        if (gate.retry_at_ms - now > kHoldInMemoryMs && dest.sessions == 0) hand_back(dest, gate.retry_at_ms);
+        else wake_at(dest, gate.retry_at_ms);
+        break;
+      }
       ++dest.sessions;
       ++active_sessions_;
       ++owner_.sessions;
+      dest.metrics->connection_opened();
+      owner_.metrics.global().sessions_opened.fetch_add(1, std::memory_order_relaxed);
       asio::co_spawn(io_, run_session(this, &dest), [this](std::exception_ptr error) {
         if (error) {
           try {
@@ -222,12 +359,10 @@ class Worker {
     --dest.sessions;
     --active_sessions_;
     --owner_.sessions;
-    if (!dest.pending.empty() && !owner_.stopping) {
-      start_sessions(dest);
-    } else if (dest.pending.empty() && dest.sessions == 0) {
-      const std::string key = dest.domain;  // dest dies with the erase
-      destinations_.erase(key);             // bounded memory with many domains
-    }
+    dest.metrics->connection_closed();
+    dest.throttle->connection_closed();
+    if (!dest.pending.empty() && !owner_.stopping) start_sessions(dest);
+    erase_if_idle(dest);
   }
 
   asio::awaitable<dns::MxResult> resolve(std::string domain) {
@@ -271,34 +406,91 @@ class Worker {
     }
     smtp::Session& session = *opened.session;
     ++dest.connected;
+    dest.throttled_connects = 0;
+    Throttle& throttle = *dest.throttle;
     struct Connected {
       Destination& d;
       ~Connected() { --d.connected; }
     } connected_guard{dest};
     const auto& info = session.info();
-    const std::string tls_detail = info.tls ? info.tls_protocol + " " + info.tls_cipher : std::string();
+    // A plaintext session after a failed STARTTLS says so in every attempt it carries.
+    const std::string tls_detail = info.tls            ? info.tls_protocol + " " + info.tls_cipher
+                                   : info.tls_fallback ? std::string("plaintext after failed STARTTLS")
+                                                       : std::string();
     std::string message;  // reused for every message of this session
     int sent = 0;
-    while (!dest.pending.empty() && session.usable() && sent < owner_.config.shaping.messages_per_connection &&
+    while (!dest.pending.empty() && session.usable() && sent < throttle.limits().messages_per_connection &&
            !owner_.stopping) {
+      // Shaping: give way when the key was slowed below the connections open, and pace
+      // each message to the key's rate (shared with every domain of the provider).
+      const std::int64_t now = owner_.clock();
+      if (throttle.over_connection_limit(now)) break;
+      const auto slot = throttle.reserve_message(now, kMaxPaceWaitMs);
+      if (!slot) break;
+      if (*slot > now) {
+        asio::steady_timer pace(io_, std::chrono::milliseconds(*slot - now));
+        co_await pace.async_wait(asio::use_awaitable);
+        if (dest.pending.empty() || !session.usable() || owner_.stopping) break;
+      }
       Job job = std::move(dest.pending.front());
       dest.pending.pop_front();
+      dest.metrics->add_queued(-1);
+      dest.metrics->add_in_flight(1);
+      struct InFlight {
+        Series& s;
+        ~InFlight() { s.add_in_flight(-1); }
+      } in_flight_guard{*dest.metrics};
       const CampaignContext& ctx = *job.campaign;
       smtp::Envelope envelope;
       envelope.mail_from = owner_.verp.address({job.recipient.key.campaign, job.recipient.key.recipient},
                                                ctx.campaign.verp_domain);
       envelope.recipients = {job.recipient.address};
       render(job, message);
+      if (ctx.signer || !ctx.signer_error.empty()) {
+        std::string failure = ctx.signer_error;
+        if (failure.empty()) {
+          try {
+            message.insert(0, co_await sign_on_pool(ctx.signer, message));
+          } catch (const std::exception& e) {
+            failure = e.what();
+          }
+        }
+        if (!failure.empty()) {
+          queue::Attempt attempt;
+          attempt.time_ms = owner_.clock();
+          attempt.text = "DKIM signing failed: " + failure;
+          Classification c{Disposition::deferred, "soft", "systemerror"};
+          finish(job, c, std::move(attempt));
+          continue;
+        }
+      }
       envelope.eight_bit = ctx.tmpl.eight_bit() || has_8bit(message);
       envelope.smtputf8 = has_8bit(job.recipient.address);
 
       ++owner_.messages_sent;
+      owner_.metrics.global().messages_attempted.fetch_add(1, std::memory_order_relaxed);
       smtp::TransactionResult result = co_await session.send(envelope, message);
       const smtp::Reply& reply = result.outcome_for(0);
+      // A throttling reply (421 "too many connections", 4.7.28, TS01, ...) slows or
+      // suspends the whole key; the recipient was not at fault: back to the queue,
+      // unless that has happened too often already.
+      if (reply.code >= 400 &&
+          throttle.on_reply(reply.code, reply.enhanced, reply.text, owner_.clock()) != ThrottleAction::none) {
+        dest.metrics->count_throttled();
+        owner_.log->debug("event=throttled domain={} key={} reply=\"{} {} {}\"", dest.domain, throttle.key(),
+                          reply.code, reply.enhanced, reply.text);
+        if (job.throttled++ < kMaxThrottleRequeues) {
+          dest.metrics->add_queued(1);
+          dest.pending.push_front(std::move(job));
+          break;
+        }
+        job.throttle_reply = true;
+      }
       // The server closing a reused connection before our MAIL (421 or a drop) is
       // about the connection, not this recipient: put it back for a new session.
       bool connection_refused_mail = (reply.code == 421 || (reply.code == 0 && result.error_phase == "mail"));
       if (connection_refused_mail && sent > 0) {
+        dest.metrics->add_queued(1);
         dest.pending.push_front(std::move(job));
         break;
       }
@@ -317,6 +509,28 @@ class Worker {
       finish(job, c, std::move(attempt));
     }
     co_await session.quit();
+  }
+
+  // Signs on the signing pool and resumes on this worker's thread with the
+  // DKIM-Signature field(s). `message` stays alive: the caller awaits the result.
+  asio::awaitable<std::string> sign_on_pool(std::shared_ptr<const dkim::Signer> signer, const std::string& message) {
+    auto initiate = [this, signer, &message](auto handler) {
+      asio::post(owner_.signing_pool, [signer, &message, handler = std::move(handler)]() mutable {
+        std::exception_ptr error;
+        std::string header;
+        try {
+          header = signer->sign(message);
+        } catch (...) {
+          error = std::current_exception();
+        }
+        auto executor = asio::get_associated_executor(handler);
+        asio::post(executor, [handler = std::move(handler), error, header = std::move(header)]() mutable {
+          handler(error, std::move(header));
+        });
+      });
+    };
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, std::string)>(
+        std::move(initiate), asio::use_awaitable);
   }
 
   void render(const Job& job, std::string& out) {
@@ -358,7 +572,8 @@ class Worker {
     s.mx = attempt.mx_host.empty() ? attempt.mx_address : attempt.mx_host;
     s.category = c.category;
     s.reason = c.reason;
-    const auto& shaping = owner_.config.shaping;
+    const ShapingLimits& shaping = job.limits ? *job.limits : owner_.config.shaping.defaults;
+    s.backoff = job.recipient.status.backoff;
     switch (c.disposition) {
       case Disposition::delivered:
         s.state = queue::State::delivered;
@@ -371,7 +586,23 @@ class Worker {
       case Disposition::deferred: {
         const auto age = std::chrono::milliseconds(now - job.campaign->campaign.created_ms);
         const auto& retry = shaping.retry;
-        const auto delay = retry[std::min<std::size_t>(s.attempts - 1u, retry.size() - 1)];
+        // Greylisting and throttling are the server pacing us, not a failure of this
+        // recipient: their own delay, and the retry schedule does not advance.
+        const bool greylisted = is_greylist_reply(attempt.code, attempt.enhanced, attempt.text);
+        std::chrono::seconds delay;
+        std::string kind;
+        if (greylisted) {
+          delay = greylist_hint(attempt.text).value_or(shaping.greylist_delay);
+          kind = "greylisted";
+          if (job.metrics) job.metrics->count_greylisted();
+        } else if (job.throttle_reply) {
+          delay = retry.front();
+          kind = "throttled " + c.reason;
+        } else {
+          s.backoff = static_cast<std::uint16_t>(s.backoff + 1);
+          delay = retry[std::min<std::size_t>(s.backoff - 1u, retry.size() - 1)];
+          kind = c.reason;
+        }
         if (age >= shaping.max_age) {
           s.state = queue::State::expired;
           s.category = "soft";
@@ -384,12 +615,23 @@ class Worker {
                               std::chrono::duration_cast<std::chrono::milliseconds>(shaping.max_age).count();
           s.next_attempt_ms =
               std::min(now + std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(), expiry);
-          attempt.classification = "deferred " + c.reason;
+          attempt.classification = "deferred " + kind;
         }
         break;
       }
     }
     outcome.attempt = std::move(attempt);
+    // A hard bounce suppresses the address in the same synced batch as the outcome.
+    outcome.address_update = address_update_for(s, job.recipient.address, owner_.config.bounce_soft_limit);
+    if (job.metrics) {
+      switch (s.state) {
+        case queue::State::delivered: job.metrics->count_delivered(); break;
+        case queue::State::deferred: job.metrics->count_deferred(); break;
+        case queue::State::bounced: job.metrics->count_bounced(bounce_category(s.category)); break;
+        case queue::State::expired: job.metrics->count_expired(); break;
+        default: break;
+      }
+    }
     owner_.report(std::move(outcome));
   }
 
@@ -407,11 +649,13 @@ class Worker {
       c.category = "soft";
       enhanced = "4.4.3";
     }
+    owner_.metrics.global().dns_failures.fetch_add(1, std::memory_order_relaxed);
     owner_.log->debug("event=dns_failure domain={} status={} detail=\"{}\"", dest.domain, dns::to_string(mx.status),
                       mx.detail);
     while (!dest.pending.empty()) {
       Job job = std::move(dest.pending.front());
       dest.pending.pop_front();
+      dest.metrics->add_queued(-1);
       queue::Attempt attempt;
       attempt.time_ms = owner_.clock();
       attempt.enhanced = enhanced;
@@ -421,6 +665,16 @@ class Worker {
   }
 
   void fail_destination_connect(Destination& dest, const std::vector<smtp::ConnectFailure>& failures) {
+    owner_.metrics.global().connect_failures.fetch_add(1, std::memory_order_relaxed);
+    // Refused with a throttling reply (a 421 "too many connections" greeting): the
+    // key slows down and the queue waits for the throttle, up to a point.
+    if (!failures.empty() && failures.back().reply.code >= 400) {
+      const auto& reply = failures.back().reply;
+      if (dest.throttle->on_reply(reply.code, reply.enhanced, reply.text, owner_.clock()) != ThrottleAction::none) {
+        dest.metrics->count_throttled();
+        if (++dest.throttled_connects <= kMaxThrottledConnects) return;
+      }
+    }
     // A session of this destination got through: leave the queue to it. Otherwise
     // the site is down: defer everything queued for it now rather than letting new
     // sessions fail one after another.
@@ -447,6 +701,7 @@ class Worker {
     while (!dest.pending.empty()) {
       Job job = std::move(dest.pending.front());
       dest.pending.pop_front();
+      dest.metrics->add_queued(-1);
       queue::Attempt attempt = base;
       attempt.time_ms = owner_.clock();
       attempt.code = code;
@@ -478,12 +733,27 @@ std::shared_ptr<const CampaignContext> Delivery::Impl::context_for(queue::Campai
   auto campaign = store.campaign(id);
   if (!campaign) return nullptr;
   auto ctx = std::make_shared<CampaignContext>(
-      CampaignContext{*campaign, Template::compile(campaign->template_text, campaign->fields), {}, {}, {}, {}, {}});
-  ctx->from_domain = from_domain(campaign->from);
+      CampaignContext{*campaign, Template::compile(campaign->template_text, campaign->fields), {}, {}, {}, {}, {}, {}, {}});
+  ctx->from_domain = from_address_domain(campaign->from);
+  if (ctx->from_domain.empty()) ctx->from_domain = "localhost";
   ctx->add_from = !ctx->tmpl.has_header("from");
   ctx->add_to = !ctx->tmpl.has_header("to");
   ctx->add_date = !ctx->tmpl.has_header("date");
   ctx->add_message_id = !ctx->tmpl.has_header("message-id");
+  // Keys were checked at submission; if one has gone since, the campaign's messages
+  // are deferred (never sent unsigned) and the cause is logged and recorded.
+  auto settings = nlohmann::json::parse(campaign->settings, nullptr, false);
+  if (settings.is_object() && settings.contains("dkim")) {
+    std::vector<dkim::KeySpec> keys;
+    for (const auto& k : settings["dkim"])
+      keys.push_back({k.value("domain", ""), k.value("selector", ""), k.value("key", "")});
+    try {
+      ctx->signer = dkim::Signer::create(std::move(keys), ctx->from_domain);
+    } catch (const std::exception& e) {
+      ctx->signer_error = e.what();
+      log->error("event=dkim_key_unavailable campaign={} error=\"{}\"", campaign->name, e.what());
+    }
+  }
   contexts.emplace(id, ctx);
   return ctx;
 }
@@ -540,6 +810,8 @@ void Delivery::Impl::writer_loop() {
 }
 
 void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
+  metrics.global().outcomes_recorded.fetch_add(batch.size(), std::memory_order_relaxed);
+  metrics.global().record_batches.fetch_add(1, std::memory_order_relaxed);
   for (const auto& o : batch) {
     switch (o.status.state) {
       case queue::State::delivered: ++delivered; break;
@@ -573,6 +845,13 @@ void Delivery::Impl::fail(std::exception_ptr error) {
 }
 
 void Delivery::Impl::run(const std::function<bool()>& done) {
+  // Throttle gauges go to the series ops look at: the provider's, or the domain's.
+  shaper.on_new_throttle([this](Throttle& throttle) {
+    if (!throttle.provider().empty()) return throttle.attach(&metrics.provider(throttle.provider()));
+    std::string_view key = throttle.key();
+    if (key.starts_with("domain:")) key.remove_prefix(7);
+    throttle.attach(&metrics.domain(key));
+  });
   std::size_t worker_count = config.workers > 0 ? static_cast<std::size_t>(config.workers)
                                                 : std::max(1u, std::thread::hardware_concurrency());
   for (std::size_t i = 0; i < worker_count; ++i) workers.push_back(std::make_unique<Worker>(*this, i));
@@ -627,6 +906,9 @@ void Delivery::Impl::run(const std::function<bool()>& done) {
   };
   while (busy() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Signatures still being computed post their results to the workers: let them
+  // finish while the workers' io_contexts still exist.
+  signing_pool.join();
   for (auto& w : workers) w->shutdown();
   {
     std::lock_guard lock(results_mutex);
@@ -650,6 +932,10 @@ void Delivery::stop() {
   impl_->stopping = true;
   impl_->flight_cv.notify_all();
 }
+
+Metrics& Delivery::metrics() { return impl_->metrics; }
+
+std::vector<ThrottleSnapshot> Delivery::throttles() const { return impl_->shaper.snapshot(impl_->clock()); }
 
 DeliveryProgress Delivery::progress() const {
   DeliveryProgress p;

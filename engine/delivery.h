@@ -25,6 +25,8 @@
 
 namespace kurier::engine {
 
+class Metrics;  // engine/metrics.h
+
 using Clock = std::function<std::int64_t()>;  // milliseconds since the Unix epoch
 std::int64_t system_now_ms();
 
@@ -55,6 +57,11 @@ class Delivery {
   void stop();
 
   DeliveryProgress progress() const;
+  // Live per-domain/provider figures (engine/metrics.h); lives as long as this object.
+  Metrics& metrics();
+  // Live throttle state per shaping key (provider or domain): limits in force,
+  // connections open, suspension (engine/shaping.h). Any thread.
+  std::vector<ThrottleSnapshot> throttles() const;
   // Recipients of `campaign` dispatched whose outcome is not durable yet.
   std::uint64_t in_flight(queue::CampaignId campaign) const;
 

@@ -22,6 +22,7 @@ enum StatusField : std::uint32_t {
   kHasCategory = 1u << 6,
   kHasReason = 1u << 7,
   kHasLogged = 1u << 8,
+  kHasBackoff = 1u << 9,
 };
 
 // The largest State value we know; a larger byte is a record from the future.
@@ -212,6 +213,20 @@ std::string suppression_key(std::string_view address) {
   return k;
 }
 
+std::string event_key(RecipientKey key, std::uint32_t seq) {
+  std::string k;
+  k.reserve(kAttemptKeySize);
+  append_recipient_key(k, kEventPrefix, key);
+  append_u32(k, seq);
+  return k;
+}
+
+std::string soft_bounce_key(std::string_view address) {
+  std::string k(1, kSoftBouncePrefix);
+  k.append(lower_address(address));
+  return k;
+}
+
 std::optional<ScheduleEntry> parse_schedule_key(std::string_view key) {
   if (key.size() != kScheduleKeySize || key[0] != kSchedulePrefix) return std::nullopt;
   ScheduleEntry e;
@@ -251,6 +266,7 @@ void encode_status(std::string& out, const Status& s, std::uint32_t logged_attem
   if (!s.category.empty()) flags |= kHasCategory;
   if (!s.reason.empty()) flags |= kHasReason;
   if (logged_attempts != 0) flags |= kHasLogged;
+  if (s.backoff != 0) flags |= kHasBackoff;
   out.push_back(static_cast<char>(s.state));
   put_varint(out, flags);
   if (flags & kHasNext) put_signed(out, s.next_attempt_ms);
@@ -262,6 +278,7 @@ void encode_status(std::string& out, const Status& s, std::uint32_t logged_attem
   if (flags & kHasCategory) put_string(out, s.category);
   if (flags & kHasReason) put_string(out, s.reason);
   if (flags & kHasLogged) put_varint(out, logged_attempts);
+  if (flags & kHasBackoff) put_varint(out, s.backoff);
 }
 
 bool decode_status(std::string_view in, StoredStatus& out) {
@@ -281,6 +298,7 @@ bool decode_status(std::string_view in, StoredStatus& out) {
   if ((flags & kHasCategory) && !r.string(s.category)) return false;
   if ((flags & kHasReason) && !r.string(s.reason)) return false;
   if ((flags & kHasLogged) && !r.u32(out.logged_attempts)) return false;
+  if ((flags & kHasBackoff) && !r.u16(s.backoff)) return false;
   return true;
 }
 
@@ -359,6 +377,41 @@ bool decode_suppression(std::string_view address_key, std::string_view in, Suppr
   e.address.assign(address_key.substr(1));
   Reader r(in);
   return r.string(e.reason) && r.i64(e.time_ms);
+}
+
+namespace {
+// The largest EventKind we know; larger bytes come from a later version.
+constexpr std::uint8_t kMaxEventKind = static_cast<std::uint8_t>(EventKind::delay);
+
+bool read_event(Reader& r, Event& e) {
+  std::uint8_t kind = 0;
+  if (!r.byte(kind) || kind == 0 || kind > kMaxEventKind) return false;
+  e.kind = static_cast<EventKind>(kind);
+  return r.i64(e.time_ms) && r.string(e.category) && r.string(e.reason) && r.string(e.detail);
+}
+}  // namespace
+
+void encode_event(std::string& out, const Event& e) {
+  out.push_back(static_cast<char>(e.kind));
+  put_signed(out, e.time_ms);
+  put_string(out, e.category);
+  put_string(out, e.reason);
+  put_string(out, e.detail);
+}
+
+bool decode_event(std::string_view in, Event& out) {
+  Reader r(in);
+  return read_event(r, out);
+}
+
+void encode_latest_event(std::string& out, std::uint32_t logged_events, const Event& latest) {
+  put_varint(out, logged_events);
+  encode_event(out, latest);
+}
+
+bool decode_latest_event(std::string_view in, std::uint32_t& logged_events, Event& latest) {
+  Reader r(in);
+  return r.u32(logged_events) && read_event(r, latest);
 }
 
 void encode_u32_value(std::string& out, std::uint32_t v) { put_varint(out, v); }

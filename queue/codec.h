@@ -11,6 +11,9 @@
 //                                  sign bit flipped, so negative times sort first
 //   a <cid:4> <rid:4> <seq:4>      attempt log, seq counts from 0 per recipient
 //   x <address>                    suppression, address lower-cased
+//   e <cid:4> <rid:4> <seq:4>      event log (late bounce, complaint, ...), seq from 0
+//   l <cid:4> <rid:4>              latest event and the number of logged events
+//   b <address>                    soft bounces in a row, address lower-cased
 //   m <name>                       store metadata ("m" "format", "m" "next_cid")
 // Single-byte prefixes rather than "c|": the separator would cost a byte in every
 // WAL record and memtable entry for nothing, since every key part is fixed-width.
@@ -41,6 +44,9 @@ constexpr char kSchedulePrefix = 's';
 constexpr char kAttemptPrefix = 'a';
 constexpr char kSuppressionPrefix = 'x';
 constexpr char kMetaPrefix = 'm';
+constexpr char kEventPrefix = 'e';
+constexpr char kLatestEventPrefix = 'l';
+constexpr char kSoftBouncePrefix = 'b';
 
 // Bumped when a value's layout changes incompatibly; open() refuses other versions.
 constexpr std::uint32_t kFormatVersion = 1;
@@ -72,6 +78,8 @@ std::string schedule_key(std::int64_t due_ms, RecipientKey key);
 std::string schedule_bound(std::int64_t due_ms);
 std::string attempt_key(RecipientKey key, std::uint32_t seq);
 std::string suppression_key(std::string_view address);  // lower-cases the address
+std::string event_key(RecipientKey key, std::uint32_t seq);
+std::string soft_bounce_key(std::string_view address);  // lower-cases the address
 
 struct ScheduleEntry {
   std::int64_t due_ms = 0;
@@ -108,6 +116,12 @@ bool decode_campaign(std::string_view in, Campaign& out, bool& committed);
 
 void encode_suppression(std::string& out, const Suppression& entry);
 bool decode_suppression(std::string_view address_key, std::string_view in, Suppression& out);
+
+void encode_event(std::string& out, const Event& event);
+bool decode_event(std::string_view in, Event& out);
+// The "l" record: how many events are logged (the seq of the next), then the latest.
+void encode_latest_event(std::string& out, std::uint32_t logged_events, const Event& latest);
+bool decode_latest_event(std::string_view in, std::uint32_t& logged_events, Event& latest);
 
 void encode_u32_value(std::string& out, std::uint32_t v);
 std::optional<std::uint32_t> decode_u32_value(std::string_view in);

@@ -233,7 +233,11 @@ class RocksStore final : public Store {
   std::vector<Recipient> due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor) override;
   std::optional<std::int64_t> next_due_ms(std::optional<CampaignId> campaign) override;
   void record(std::span<const Outcome> outcomes) override;
+  EventResult add_event(RecipientKey key, const Event& event, const std::optional<AddressUpdate>& update) override;
+  std::vector<Event> events(RecipientKey key) override;
+  std::uint32_t soft_bounces(std::string_view address) override;
   void suppress(const Suppression& entry) override;
+  void suppress_all(std::span<const Suppression> entries) override;
   std::optional<Suppression> suppression(std::string_view address) override;
   void for_each_suppression(const std::function<bool(const Suppression&)>& fn) override;
   bool unsuppress(std::string_view address) override;
@@ -282,6 +286,10 @@ class RocksStore final : public Store {
   // Recipient data and status with one MultiGet; nullopt where the recipient is absent.
   std::vector<std::optional<Recipient>> load_recipients(const rocksdb::ReadOptions& options,
                                                         std::span<const RecipientKey> keys);
+  std::optional<Event> latest_event(const rocksdb::ReadOptions& options, RecipientKey key);
+  // Stages address updates (in order) into `batch` and returns how many addresses they
+  // newly suppress. The caller holds event_mutex_ until the batch is written.
+  std::size_t stage_address_updates(std::span<const AddressUpdate* const> updates, rocksdb::WriteBatch& batch);
 
   std::string path_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -299,6 +307,12 @@ class RocksStore final : public Store {
   std::string low_water_ = kScheduleEnd;
   bool tracking_ = false;
   std::string tracked_min_;
+
+  // Serialises the read-modify-write of event-log counters, soft-bounce counts and
+  // "suppress unless listed" checks (add_event() and record() calls with address
+  // updates). Held across their synced write, unlike mutex_: the delivery engine
+  // records from one writer thread, so only the bounce listener ever waits here.
+  std::mutex event_mutex_;
 };
 
 // --- RocksCampaignWriter ----------------------------------------------------
@@ -540,7 +554,8 @@ void RocksStore::remove_campaign_data(CampaignId id) {
     if (batched) write(batch, false, "cleanup failed");
   }
   rocksdb::WriteBatch batch;
-  for (char prefix : {codec::kRecipientPrefix, codec::kStatusPrefix, codec::kAttemptPrefix})
+  for (char prefix : {codec::kRecipientPrefix, codec::kStatusPrefix, codec::kAttemptPrefix, codec::kEventPrefix,
+                      codec::kLatestEventPrefix})
     check(batch.DeleteRange(codec::campaign_prefix(prefix, id), codec::campaign_prefix_end(prefix, id)),
           "cleanup failed");
   check(batch.Delete(codec::campaign_key(id)), "cleanup failed");
@@ -695,7 +710,19 @@ std::optional<Recipient> RocksStore::recipient(RecipientKey key) {
   Snapshot snapshot(*db_);
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot.get();
-  return std::move(load_recipients(ro, std::span(&key, 1))[0]);
+  auto r = std::move(load_recipients(ro, std::span(&key, 1))[0]);
+  if (r) r->status.event = latest_event(ro, key);
+  return r;
+}
+
+std::optional<Event> RocksStore::latest_event(const rocksdb::ReadOptions& options, RecipientKey key) {
+  const auto k = codec::recipient_key(codec::kLatestEventPrefix, key);
+  auto v = get(k, options);
+  if (!v) return std::nullopt;
+  std::uint32_t logged = 0;
+  Event e;
+  if (!codec::decode_latest_event(*v, logged, e)) corrupt("latest event", k);
+  return e;
 }
 
 void RocksStore::for_each_recipient(CampaignId id, const std::function<bool(const Recipient&)>& fn) {
@@ -707,15 +734,22 @@ void RocksStore::for_each_recipient(CampaignId id, const std::function<bool(cons
   const auto r_upper = codec::campaign_prefix_end(codec::kRecipientPrefix, id);
   const auto t_lower = codec::campaign_prefix(codec::kStatusPrefix, id);
   const auto t_upper = codec::campaign_prefix_end(codec::kStatusPrefix, id);
-  rocksdb::Slice r_bound(r_upper), t_bound(t_upper);
-  rocksdb::ReadOptions rro, tro;
-  rro.snapshot = tro.snapshot = snapshot.get();
-  rro.fill_cache = tro.fill_cache = false;
+  // Latest events are sparse (few recipients have one): a third iterator in step.
+  const auto l_lower = codec::campaign_prefix(codec::kLatestEventPrefix, id);
+  const auto l_upper = codec::campaign_prefix_end(codec::kLatestEventPrefix, id);
+  rocksdb::Slice r_bound(r_upper), t_bound(t_upper), l_bound(l_upper);
+  rocksdb::ReadOptions rro, tro, lro;
+  rro.snapshot = tro.snapshot = lro.snapshot = snapshot.get();
+  rro.fill_cache = tro.fill_cache = lro.fill_cache = false;
   rro.iterate_upper_bound = &r_bound;
   tro.iterate_upper_bound = &t_bound;
+  lro.iterate_upper_bound = &l_bound;
   auto rit = iterator(rro);
   auto tit = iterator(tro);
+  auto lit = iterator(lro);
   tit->Seek(t_lower);
+  lit->Seek(l_lower);
+  std::uint32_t logged_events = 0;
   Recipient r;
   codec::StoredStatus stored;
   for (rit->Seek(r_lower); rit->Valid(); rit->Next()) {
@@ -727,11 +761,19 @@ void RocksStore::for_each_recipient(CampaignId id, const std::function<bool(cons
     if (!codec::decode_status(view(tit->value()), stored)) corrupt("status", view(tit->key()));
     r.key = *key;
     r.status = std::move(stored.status);
+    const auto suffix = view(rit->key()).substr(1);
+    while (lit->Valid() && view(lit->key()).substr(1) < suffix) lit->Next();
+    if (lit->Valid() && view(lit->key()).substr(1) == suffix) {
+      Event e;
+      if (!codec::decode_latest_event(view(lit->value()), logged_events, e)) corrupt("latest event", view(lit->key()));
+      r.status.event = std::move(e);
+    }
     if (!fn(r)) return;
     tit->Next();
   }
   check(rit->status(), "read failed");
   check(tit->status(), "read failed");
+  check(lit->status(), "read failed");
 }
 
 std::vector<Attempt> RocksStore::attempts(RecipientKey key) {
@@ -777,6 +819,26 @@ Counts RocksStore::counts(CampaignId id) {
     }
   }
   check(it->status(), "read failed");
+  it.reset();
+
+  const auto l_lower = codec::campaign_prefix(codec::kLatestEventPrefix, id);
+  const auto l_upper = codec::campaign_prefix_end(codec::kLatestEventPrefix, id);
+  rocksdb::Slice l_bound(l_upper);
+  ro.iterate_upper_bound = &l_bound;
+  auto lit = iterator(ro);
+  std::uint32_t logged = 0;
+  Event e;
+  for (lit->Seek(l_lower); lit->Valid(); lit->Next()) {
+    if (!codec::decode_latest_event(view(lit->value()), logged, e)) corrupt("latest event", view(lit->key()));
+    switch (e.kind) {
+      case EventKind::late_bounce: ++c.late_bounce; break;
+      case EventKind::complaint: ++c.complaint; break;
+      case EventKind::unsubscribe: ++c.unsubscribe; break;
+      case EventKind::autoreply: ++c.autoreply; break;
+      case EventKind::delay: ++c.delay; break;
+    }
+  }
+  check(lit->status(), "read failed");
   return c;
 }
 
@@ -958,6 +1020,7 @@ void RocksStore::record(std::span<const Outcome> outcomes) {
   std::vector<ScheduleOp> schedule_ops;
   std::vector<std::pair<std::string, std::string>> attempt_puts;
   std::vector<std::pair<std::size_t, std::string>> status_puts;  // index into status_keys
+  std::vector<const AddressUpdate*> address_updates;
   std::string min_schedule;
   for (std::size_t i = 0; i < outcomes.size(); ++i) {
     const auto& o = outcomes[i];
@@ -994,17 +1057,146 @@ void RocksStore::record(std::span<const Outcome> outcomes) {
     codec::encode_status(value, next.status, next.logged_attempts);
     status_puts.emplace_back(i, std::move(value));
     updated[o.key] = std::move(next);
+    if (o.address_update && !o.address_update->address.empty()) address_updates.push_back(&*o.address_update);
   }
   rocksdb::WriteBatch batch;
   for (const auto& op : schedule_ops)
     check(op.put ? batch.Put(op.key, rocksdb::Slice()) : batch.Delete(op.key), "record failed");
   for (const auto& [k, v] : attempt_puts) check(batch.Put(k, v), "record failed");
   for (const auto& [i, v] : status_puts) check(batch.Put(status_keys[i], v), "record failed");
+  std::unique_lock<std::mutex> address_lock;
+  if (!address_updates.empty()) {
+    address_lock = std::unique_lock(event_mutex_);
+    stage_address_updates(address_updates, batch);
+  }
   if (batch.Count() == 0) return;
   // One synced write per call; concurrent callers share fsyncs through RocksDB's
   // write group (the leader syncs the WAL once for the whole group).
   write(batch, true, "write failed");
   note_schedule_insert(min_schedule);
+}
+
+// --- RocksStore: events and address updates ------------------------------------------
+
+EventResult RocksStore::add_event(RecipientKey key, const Event& event, const std::optional<AddressUpdate>& update) {
+  EventResult result;
+  if (!committed()->contains(key.campaign)) return result;
+  std::lock_guard lock(event_mutex_);
+  if (!get(codec::recipient_key(codec::kStatusPrefix, key))) return result;
+  const auto latest_key = codec::recipient_key(codec::kLatestEventPrefix, key);
+  std::uint32_t logged = 0;
+  if (auto v = get(latest_key)) {
+    Event previous;
+    if (!codec::decode_latest_event(*v, logged, previous)) corrupt("latest event", latest_key);
+  }
+  rocksdb::WriteBatch batch;
+  std::string value;
+  codec::encode_event(value, event);
+  check(batch.Put(codec::event_key(key, logged), value), "write failed");
+  value.clear();
+  codec::encode_latest_event(value, logged + 1, event);
+  check(batch.Put(latest_key, value), "write failed");
+  if (update && !update->address.empty()) {
+    const AddressUpdate* one = &*update;
+    result.suppressed = stage_address_updates(std::span(&one, 1), batch) > 0;
+  }
+  // Synced: the bounce listener says 250 only after this returns.
+  write(batch, true, "write failed");
+  result.applied = true;
+  return result;
+}
+
+std::vector<Event> RocksStore::events(RecipientKey key) {
+  std::vector<Event> out;
+  const auto lower = codec::recipient_key(codec::kEventPrefix, key);
+  const auto upper = prefix_end(lower);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  auto it = iterator(ro);
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    Event e;
+    if (!codec::decode_event(view(it->value()), e)) corrupt("event", view(it->key()));
+    out.push_back(std::move(e));
+  }
+  check(it->status(), "read failed");
+  return out;
+}
+
+std::uint32_t RocksStore::soft_bounces(std::string_view address) {
+  auto key = codec::soft_bounce_key(address);
+  auto v = get(key);
+  if (!v) return 0;
+  auto n = codec::decode_u32_value(*v);
+  if (!n) corrupt("soft bounce count", key);
+  return *n;
+}
+
+std::size_t RocksStore::stage_address_updates(std::span<const AddressUpdate* const> updates,
+                                              rocksdb::WriteBatch& batch) {
+  // The stored counts and list entries, read at once; later updates of the same
+  // address in this batch see the earlier ones through `known`.
+  const auto n = updates.size();
+  std::vector<std::string> keys;
+  keys.reserve(2 * n);
+  for (const auto* u : updates) keys.push_back(codec::soft_bounce_key(u->address));
+  for (const auto* u : updates) keys.push_back(codec::suppression_key(u->address));
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(2 * n);
+  std::vector<rocksdb::Status> statuses(2 * n);
+  db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), 2 * n, slices.data(), values.data(),
+                statuses.data());
+  struct Known {
+    std::uint32_t soft = 0;
+    bool suppressed = false;
+  };
+  std::map<std::string, Known> known;  // by soft-bounce key (the lower-cased address)
+  std::size_t newly_suppressed = 0;
+  std::string value;
+  for (std::size_t i = 0; i < n; ++i) {
+    const AddressUpdate& u = *updates[i];
+    auto [it, inserted] = known.try_emplace(keys[i]);
+    Known& k = it->second;
+    if (inserted) {
+      if (!statuses[i].IsNotFound()) {
+        check(statuses[i], "read failed");
+        auto count = codec::decode_u32_value(view(values[i]));
+        if (!count) corrupt("soft bounce count", keys[i]);
+        k.soft = *count;
+      }
+      if (!statuses[n + i].IsNotFound()) {
+        check(statuses[n + i], "read failed");
+        k.suppressed = true;
+      }
+    }
+    auto add_suppression = [&](std::string reason) {
+      if (k.suppressed) return;  // the first reason stays: it says why the address went
+      value.clear();
+      codec::encode_suppression(value, Suppression{u.address, std::move(reason), u.time_ms});
+      check(batch.Put(keys[n + i], value), "write failed");
+      k.suppressed = true;
+      ++newly_suppressed;
+    };
+    switch (u.kind) {
+      case AddressUpdate::Kind::delivered:
+        if (k.soft == 0) break;  // the common case writes nothing
+        check(batch.Delete(keys[i]), "write failed");
+        k.soft = 0;
+        break;
+      case AddressUpdate::Kind::soft_bounce:
+        ++k.soft;
+        value.clear();
+        codec::encode_u32_value(value, k.soft);
+        check(batch.Put(keys[i], value), "write failed");
+        if (u.soft_limit > 0 && k.soft >= u.soft_limit)
+          add_suppression("soft-bounce " + u.reason + " x" + std::to_string(k.soft));
+        break;
+      case AddressUpdate::Kind::suppress:
+        add_suppression(u.reason);
+        break;
+    }
+  }
+  return newly_suppressed;
 }
 
 // --- RocksStore: suppression ---------------------------------------------------------
@@ -1015,6 +1207,18 @@ void RocksStore::suppress(const Suppression& entry) {
   rocksdb::WriteBatch batch;
   check(batch.Put(codec::suppression_key(entry.address), value), "write failed");
   // Synced: a complaint or unsubscribe must not be forgotten by a crash.
+  write(batch, true, "write failed");
+}
+
+void RocksStore::suppress_all(std::span<const Suppression> entries) {
+  rocksdb::WriteBatch batch;
+  std::string value;
+  for (const auto& entry : entries) {
+    value.clear();
+    codec::encode_suppression(value, entry);
+    check(batch.Put(codec::suppression_key(entry.address), value), "write failed");
+  }
+  if (batch.Count() == 0) return;
   write(batch, true, "write failed");
 }
 

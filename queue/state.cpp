@@ -1,4 +1,4 @@
-// Recipient state names as used in reports, the CLI and JSON. Any thread.
+// Recipient state and event names as used in reports, the CLI and JSON. Any thread.
 #include "queue/store.h"
 
 #include <array>
@@ -17,6 +17,22 @@ const char* to_string(State state) {
 std::optional<State> state_from_string(std::string_view name) {
   for (std::size_t i = 0; i < kStateNames.size(); ++i)
     if (name == kStateNames[i]) return static_cast<State>(i);
+  return std::nullopt;
+}
+
+namespace {
+constexpr std::array<const char*, 6> kEventNames = {"", "late_bounce", "complaint", "unsubscribe", "autoreply",
+                                                    "delay"};
+}
+
+const char* to_string(EventKind kind) {
+  auto index = static_cast<std::size_t>(kind);
+  return index > 0 && index < kEventNames.size() ? kEventNames[index] : "unknown";
+}
+
+std::optional<EventKind> event_kind_from_string(std::string_view name) {
+  for (std::size_t i = 1; i < kEventNames.size(); ++i)
+    if (name == kEventNames[i]) return static_cast<EventKind>(i);
   return std::nullopt;
 }
 

@@ -71,6 +71,29 @@ struct Campaign {
   std::uint32_t recipient_count = 0;  // set by commit()
 };
 
+// Later events attach to a recipient after its outcome (DESIGN.md "Recipient
+// states"). They never change the state: a late bounce leaves a delivered recipient
+// `delivered` (the MX did say 250, and reports count deliveries by the MX's answer)
+// and shows as its latest event instead. A distinct state was rejected: it would
+// hide the 250 and make "delivered" counts depend on mail arriving days later.
+enum class EventKind : std::uint8_t {
+  late_bounce = 1,  // a DSN (hard or soft) after the MX accepted the message
+  complaint = 2,    // an ARF feedback report (abuse, fraud, ...)
+  unsubscribe = 3,  // an ARF opt-out / unsubscribe report
+  autoreply = 4,    // out-of-office and other auto-replies: noted, never a bounce
+  delay = 5,        // a delay DSN: noted only, the message may still arrive
+};
+const char* to_string(EventKind kind);
+std::optional<EventKind> event_kind_from_string(std::string_view name);
+
+struct Event {
+  EventKind kind = EventKind::late_bounce;
+  std::int64_t time_ms = 0;
+  std::string category;  // hard, soft, block, other ("" for autoreply, complaint, ...)
+  std::string reason;    // Sisimai vocabulary, or "complaint abuse", "vacation", ...
+  std::string detail;    // status and diagnostic text, or the feedback type
+};
+
 // The latest state of a recipient and the summary of its last attempt.
 struct Status {
   State state = State::queued;
@@ -82,6 +105,14 @@ struct Status {
   std::string mx;                    // last MX host tried
   std::string category;              // hard, soft, block, other ("" while pending)
   std::string reason;                // Sisimai vocabulary, or the suppression reason
+  // The latest later event (see EventKind); the full list is events(). Kept apart
+  // from the status record: filled by recipient() and for_each_recipient(), left
+  // empty by due(); record() ignores it, and add_event() never touches the status,
+  // so the two never race over one record.
+  std::optional<Event> event;
+  // Temporary failures that advanced the retry schedule. Greylisting and throttling
+  // deferrals count in `attempts` but not here, so they do not push the next retry out.
+  std::uint16_t backoff = 0;
 };
 
 struct Recipient {
@@ -103,6 +134,24 @@ struct Attempt {
   std::string classification;  // e.g. "delivered", "deferred", "bounced hard userunknown"
 };
 
+// What an outcome or event means for its address across campaigns: the suppression
+// list and the count of soft bounces in a row. Applied in the same synced batch as
+// the outcome or event that carries it.
+struct AddressUpdate {
+  enum class Kind : std::uint8_t {
+    delivered,    // resets the soft-bounce count
+    soft_bounce,  // counts one more; at soft_limit the address is suppressed
+    suppress,     // suppressed now (hard bounce, complaint, unsubscribe)
+  };
+  Kind kind = Kind::delivered;
+  std::string address;
+  // suppress: the suppression reason ("hard-bounce userunknown", "complaint abuse");
+  // soft_bounce: the bounce reason (the suppression says "soft-bounce <reason> xN").
+  std::string reason;
+  std::uint32_t soft_limit = 0;  // soft_bounce: suppress at this many in a row; 0 never
+  std::int64_t time_ms = 0;
+};
+
 // The result of one attempt for one recipient, as recorded by record().
 struct Outcome {
   RecipientKey key;
@@ -110,6 +159,7 @@ struct Outcome {
                                      // as returned by due())
   Status status;                     // the new status; next_attempt_ms used if not final
   std::optional<Attempt> attempt;    // appended to the attempt log when present
+  std::optional<AddressUpdate> address_update;
 };
 
 struct Counts {
@@ -117,6 +167,13 @@ struct Counts {
                 suppressed = 0;
   std::uint64_t total() const { return queued + delivered + deferred + bounced + expired + suppressed; }
   std::uint64_t pending() const { return queued + deferred; }
+  // Recipients by their latest event (not part of total(): events come on top of states).
+  std::uint64_t late_bounce = 0, complaint = 0, unsubscribe = 0, autoreply = 0, delay = 0;
+};
+
+struct EventResult {
+  bool applied = false;     // false: no such recipient (or campaign not committed)
+  bool suppressed = false;  // the address update added the address to the list
 };
 
 struct Suppression {
@@ -188,11 +245,26 @@ class Store {
   // each recipient keeps at most one. Several outcomes for one recipient in one call
   // apply in order; outcomes for recipients that do not exist or whose campaign is
   // not committed are ignored. Outcomes for the same recipient must not be recorded
-  // from two threads at once (the status is read, then rewritten).
+  // from two threads at once (the status is read, then rewritten). Address updates
+  // are applied in the same batch; calls that carry them are serialised with each
+  // other and with add_event() (the soft-bounce count is read, then rewritten).
   virtual void record(std::span<const Outcome> outcomes) = 0;
 
-  // Suppression list, keyed by lower-cased address.
+  // Appends `event` to the recipient's event log and makes it the latest event on its
+  // Status (state and schedule unchanged), with the optional address update, as one
+  // synced batch. Safe to call concurrently with record() (e.g. the bounce listener
+  // while the engine delivers).
+  virtual EventResult add_event(RecipientKey key, const Event& event,
+                                const std::optional<AddressUpdate>& update = std::nullopt) = 0;
+  virtual std::vector<Event> events(RecipientKey key) = 0;  // oldest first
+  // Soft bounces of the address in a row (across campaigns) since its last delivery.
+  virtual std::uint32_t soft_bounces(std::string_view address) = 0;
+
+  // Suppression list, keyed by lower-cased address. suppress() replaces an existing
+  // entry; address updates (record(), add_event()) keep the first one.
   virtual void suppress(const Suppression& entry) = 0;
+  // All entries in one synced batch: all are stored or, on a failure, none.
+  virtual void suppress_all(std::span<const Suppression> entries) = 0;
   virtual std::optional<Suppression> suppression(std::string_view address) = 0;
   virtual void for_each_suppression(const std::function<bool(const Suppression&)>& fn) = 0;
   virtual bool unsuppress(std::string_view address) = 0;

@@ -17,6 +17,15 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   dnsmasq-base postfix python3 python3-dkim libmail-dkim-perl
+  # DKIM verifiers in tests/dkim: ed25519 (python3-nacl, libcryptx-perl), keys from
+  # dnsmasq (python3-dnspython, libnet-dns-perl); test keys and bench/dkim_vs_openssl.sh (openssl)
+  python3-nacl python3-dnspython libcryptx-perl libnet-dns-perl openssl
+  # bench/run-peers.sh: the chart (python3-matplotlib), profiles (linux-perf)
+  python3-matplotlib linux-perf
+  postgrey  # greylisting policy server for tests/integration/greylist_test.cpp
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer targets with ASan+UBSan
+  # kurier serve's tests: a real Prometheus scrapes /metrics, headless Chromium renders the dashboard
+  prometheus chromium
 )
 
 missing=()
@@ -36,4 +45,10 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The Debian postfix package may enable the service; the project never uses it.
 $SUDO systemctl disable --now postfix >/dev/null 2>&1 || true
+$SUDO systemctl disable --now postgrey >/dev/null 2>&1 || true  # tests run their own
+# Likewise Prometheus (tests run their own on a private port): only when this run
+# installed it, so an operator's own Prometheus service is never touched.
+for p in "${missing[@]}"; do
+  if [ "$p" = prometheus ]; then $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+done
 echo "install-deps: installed ${#missing[@]} packages"

@@ -666,6 +666,19 @@ awaitable<OpenResult> open_session(std::vector<Target> targets, SessionOptions o
     SessionInfo info;
     ConnectFailure failure;
     std::shared_ptr<Conn> conn = co_await try_target(target, options, info, failure);
+    if (!conn && options.tls == TlsPolicy::opportunistic && failure.phase == "starttls" && failure.error) {
+      // Opportunistic TLS (RFC 7435): a server whose TLS is broken still gets the mail,
+      // in plaintext, as it would had it not offered STARTTLS. Only `required` refuses.
+      logger()->debug("starttls failed, retrying in plaintext peer={} error=\"{}\"", describe(target, options.port),
+                      failure.error.message());
+      result.failures.push_back(std::move(failure));
+      SessionOptions plain = options;
+      plain.tls = TlsPolicy::disabled;
+      info = SessionInfo{};
+      failure = ConnectFailure{};
+      conn = co_await try_target(target, plain, info, failure);
+      info.tls_fallback = true;
+    }
     if (!conn) {
       logger()->debug("target failed peer={} phase={} error=\"{}\" reply=\"{}\"", describe(target, options.port),
                       failure.phase, failure.error.message(), failure.reply.summary());

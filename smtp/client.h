@@ -48,8 +48,9 @@ struct Timeouts {
 
 enum class TlsPolicy {
   disabled,       // never STARTTLS
-  opportunistic,  // STARTTLS when offered, no certificate check; if the handshake fails,
-                  // that target fails and the next one is tried (see open_session)
+  opportunistic,  // STARTTLS when offered, no certificate check; if STARTTLS or the
+                  // handshake fails, the same target is tried again in plaintext on a new
+                  // connection (RFC 7435: failed encryption must not stop delivery)
   required,       // a target that does not offer STARTTLS, or fails it, is skipped
 };
 
@@ -83,6 +84,7 @@ struct SessionInfo {
   bool tls = false;
   std::string tls_protocol;  // "TLSv1.3"
   std::string tls_cipher;    // "TLS_AES_256_GCM_SHA384"
+  bool tls_fallback = false; // plaintext retry after a failed STARTTLS (opportunistic)
 };
 
 // Why a target did not give us a usable session.
@@ -152,7 +154,10 @@ struct OpenResult {
 };
 
 // Tries `targets` in order: the next target on connection failure, timeout, a 4xx/5xx
-// greeting, EHLO and HELO refused, or a TLS failure. Runs on the caller's executor.
+// greeting, EHLO and HELO refused, or a TLS failure. With TlsPolicy::opportunistic a
+// target whose STARTTLS or handshake fails is first retried in plaintext (the failure
+// is still listed in `failures`; the session has info().tls_fallback set). Runs on the
+// caller's executor.
 boost::asio::awaitable<OpenResult> open_session(std::vector<Target> targets, SessionOptions options);
 
 // Converts a message to wire form: bare LF and bare CR become CRLF, lines starting

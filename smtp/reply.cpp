@@ -78,6 +78,10 @@ std::size_t ReplyParser::feed(std::string_view data) {
     std::size_t chunk = lf ? static_cast<std::size_t>(lf - start) : data.size() - pos;
     std::string_view piece(start, chunk);
     pos += chunk;
+    if (wire_bytes_ + pos > kMaxReplyWireBytes) {
+      error_ = true;
+      break;
+    }
     if (lf == nullptr) {
       // Partial line: keep it (bounded) until the rest arrives.
       append_partial(piece);
@@ -95,6 +99,7 @@ std::size_t ReplyParser::feed(std::string_view data) {
     }
     if (ready_ || error_) break;
   }
+  wire_bytes_ += pos;
   return pos;
 }
 
@@ -156,6 +161,7 @@ Reply ReplyParser::take() {
   first_line_ = true;
   dropping_ = false;
   text_bytes_ = 0;
+  wire_bytes_ = 0;
   ready_ = false;
   error_ = false;
   return out;

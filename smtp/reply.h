@@ -17,6 +17,11 @@ namespace kurier::smtp {
 inline constexpr std::size_t kMaxReplyLineBytes = 2048;  // RFC 5321 says 512; be lenient
 inline constexpr std::size_t kMaxReplyLines = 100;
 inline constexpr std::size_t kMaxReplyBytes = 16 * 1024;
+// Bytes of one reply on the wire, dropped ones included. Beyond this the reply is a
+// protocol violation: a server streaming an endless multi-line reply (or a line of
+// megabytes) would otherwise keep the session reading until the step's timeout,
+// minutes at full speed. A hundred lines at the line limit are 200 KiB.
+inline constexpr std::size_t kMaxReplyWireBytes = 256 * 1024;
 
 struct Reply {
   int code = 0;             // 3-digit code; 0 = no reply (local failure)
@@ -42,7 +47,8 @@ std::optional<Reply> parse_reply(std::string_view text);
 // of a complete reply, or all of `data` if no reply is complete yet). When a reply
 // completes, ready() is true and take() returns it (resetting the parser for the
 // next reply; unconsumed bytes belong to the next reply and must be fed again).
-// A protocol violation (garbage instead of "NNN-" / "NNN ") sets error().
+// A protocol violation (garbage instead of "NNN-" / "NNN ", or a reply longer than
+// kMaxReplyWireBytes) sets error().
 class ReplyParser {
  public:
   std::size_t feed(std::string_view data);
@@ -59,6 +65,7 @@ class ReplyParser {
   bool dropping_ = false;       // a limit was reached: the rest of this reply is dropped
   Reply reply_;
   std::size_t text_bytes_ = 0;
+  std::size_t wire_bytes_ = 0;  // bytes consumed for the current reply
   bool ready_ = false;
   bool error_ = false;
 };

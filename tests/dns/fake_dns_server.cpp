@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 
@@ -97,19 +98,48 @@ std::string aaaa_rdata(const std::string& ipv6) {
 }
 }  // namespace dns_wire
 
-FakeDnsServer::FakeDnsServer(Responder responder) : responder_(std::move(responder)) {
-  fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
-  if (fd_ < 0) throw std::runtime_error("FakeDnsServer: socket failed");
+namespace {
+
+// Binds `fd` to 127.0.0.1:`port` (0 = ephemeral); returns the port or 0 on failure.
+std::uint16_t bind_loopback(int fd, std::uint16_t port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
-  if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd_);
-    throw std::runtime_error("FakeDnsServer: bind failed");
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    return 0;
+  return ntohs(addr.sin_port);
+}
+
+// A TCP query is at most 64 KiB; a client sending more is not a resolver.
+constexpr std::size_t kMaxTcpPending = 2 + 65535;
+
+}  // namespace
+
+FakeDnsServer::FakeDnsServer(Responder responder) : FakeDnsServer(std::move(responder), nullptr) {}
+
+FakeDnsServer::FakeDnsServer(Responder udp, Responder tcp)
+    : responder_(std::move(udp)), tcp_responder_(std::move(tcp)) {
+  // The resolver uses one port for both: find an ephemeral UDP port free on TCP too.
+  for (int attempt = 0; attempt < 20 && port_ == 0; ++attempt) {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw std::runtime_error("FakeDnsServer: socket failed");
+    port_ = bind_loopback(fd_, 0);
+    if (port_ != 0 && tcp_responder_) {
+      tcp_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      ::setsockopt(tcp_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (tcp_fd_ < 0 || bind_loopback(tcp_fd_, port_) != port_ || ::listen(tcp_fd_, 16) != 0) {
+        if (tcp_fd_ >= 0) ::close(tcp_fd_);
+        tcp_fd_ = -1;
+        port_ = 0;
+      }
+    }
+    if (port_ == 0) ::close(fd_);
   }
-  port_ = ntohs(addr.sin_port);
+  if (port_ == 0) throw std::runtime_error("FakeDnsServer: bind failed");
   thread_ = std::thread([this] { serve(); });
 }
 
@@ -117,6 +147,7 @@ FakeDnsServer::~FakeDnsServer() {
   stop_ = true;
   thread_.join();
   ::close(fd_);
+  if (tcp_fd_ >= 0) ::close(tcp_fd_);
 }
 
 std::vector<std::string> FakeDnsServer::queries() const {
@@ -124,23 +155,71 @@ std::vector<std::string> FakeDnsServer::queries() const {
   return queries_;
 }
 
+void FakeDnsServer::record(const std::string& query, bool tcp) {
+  std::lock_guard lock(mutex_);
+  queries_.push_back((tcp ? "tcp " : "") + std::to_string(dns_wire::query_type(query)) + " " +
+                     dns_wire::query_name(query));
+}
+
+bool FakeDnsServer::serve_tcp(int fd, std::string& pending) {
+  char buf[4096];
+  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  if (n <= 0) return false;
+  pending.append(buf, static_cast<std::size_t>(n));
+  if (pending.size() > kMaxTcpPending) return false;
+  while (pending.size() >= 2) {
+    const std::size_t length = (static_cast<unsigned char>(pending[0]) << 8) | static_cast<unsigned char>(pending[1]);
+    if (pending.size() < 2 + length) break;
+    std::string query = pending.substr(2, length);
+    pending.erase(0, 2 + length);
+    if (query.size() < dns_wire::kHeaderSize) return false;
+    record(query, true);
+    auto answer = tcp_responder_(query);
+    // Silence, not a hang-up: c-ares fails every query sharing a TCP connection that
+    // closes, which would turn one domain's fault into its neighbours' failures.
+    if (!answer) continue;
+    std::string framed = dns_wire::u16(static_cast<std::uint16_t>(answer->size())) + *answer;
+    if (::send(fd, framed.data(), framed.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(framed.size())) return false;
+  }
+  return true;
+}
+
 void FakeDnsServer::serve() {
   char buf[4096];
+  struct TcpClient {
+    int fd;
+    std::string pending;
+  };
+  std::vector<TcpClient> clients;
   while (!stop_) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, dns_wire::kPollMs) <= 0) continue;
+    std::vector<pollfd> fds = {{fd_, POLLIN, 0}};
+    if (tcp_fd_ >= 0) fds.push_back({tcp_fd_, POLLIN, 0});
+    for (const auto& c : clients) fds.push_back({c.fd, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), dns_wire::kPollMs) <= 0) continue;
+    if (tcp_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+      int client = ::accept4(tcp_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client >= 0) clients.push_back({client, {}});
+    }
+    const std::size_t first_client = tcp_fd_ >= 0 ? 2 : 1;
+    for (std::size_t i = fds.size(); i-- > first_client;) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      auto it = std::find_if(clients.begin(), clients.end(), [&](const TcpClient& c) { return c.fd == fds[i].fd; });
+      if (it != clients.end() && !serve_tcp(it->fd, it->pending)) {
+        ::close(it->fd);
+        clients.erase(it);
+      }
+    }
+    if (!(fds[0].revents & POLLIN)) continue;
     sockaddr_in peer{};
     socklen_t peer_len = sizeof peer;
     ssize_t n = ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&peer), &peer_len);
     if (n < static_cast<ssize_t>(dns_wire::kHeaderSize)) continue;
     std::string query(buf, static_cast<std::size_t>(n));
-    {
-      std::lock_guard lock(mutex_);
-      queries_.push_back(std::to_string(dns_wire::query_type(query)) + " " + dns_wire::query_name(query));
-    }
+    record(query, false);
     if (auto answer = responder_(query))
       ::sendto(fd_, answer->data(), answer->size(), 0, reinterpret_cast<sockaddr*>(&peer), peer_len);
   }
+  for (const auto& c : clients) ::close(c.fd);
 }
 
 }  // namespace kurier::test

@@ -50,7 +50,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{0, "", "connect: Connection refused", Disposition::deferred, "soft", "networkerror"},
         // Temporary failures are never hard, whatever the words.
         Case{450, "4.1.1", "User unknown (temporarily)", Disposition::deferred, "soft", "userunknown"},
-        Case{553, "5.1.3", "Bad recipient address syntax", Disposition::bounced, "soft", "syntaxerror"},
+        // RFC 3463 X.1.3: the destination address itself is invalid; it never becomes
+        // deliverable, so it is suppressed like an unknown user (Sisimai agrees).
+        Case{553, "5.1.3", "Bad recipient address syntax", Disposition::bounced, "hard", "userunknown"},
         Case{550, "", "Access denied", Disposition::bounced, "block", "rejected"}));
 
 TEST(CategoryFor, KnowsHardBlockAndSoftReasons) {

@@ -29,11 +29,11 @@ TEST(LoadConfig, ReadsEveryBlockAndResolvesPathsAgainstTheFile) {
   EXPECT_EQ(c.verp_secret, "s3cret");
   EXPECT_EQ(c.workers, 2);
   EXPECT_EQ(c.window, 500u);
-  EXPECT_EQ(c.shaping.connections, 3);
-  EXPECT_EQ(c.shaping.messages_per_connection, 7);
-  ASSERT_EQ(c.shaping.retry.size(), 2u);
-  EXPECT_EQ(c.shaping.retry[1], std::chrono::hours(2));
-  EXPECT_EQ(c.shaping.max_age, std::chrono::hours(48));
+  EXPECT_EQ(c.shaping.defaults.connections, 3);
+  EXPECT_EQ(c.shaping.defaults.messages_per_connection, 7);
+  ASSERT_EQ(c.shaping.defaults.retry.size(), 2u);
+  EXPECT_EQ(c.shaping.defaults.retry[1], std::chrono::hours(2));
+  EXPECT_EQ(c.shaping.defaults.max_age, std::chrono::hours(48));
 }
 
 TEST(LoadConfig, ErrorsNameFileLineAndKey) {

@@ -726,7 +726,7 @@ TEST_F(ClientTest, StartTlsDropsPlaintextSentAfter220) {
   loop_.run(opened.session->quit());
 }
 
-TEST_F(ClientTest, TlsHandshakeFailureMovesToNextTarget) {
+TEST_F(ClientTest, TlsHandshakeFailureIsFollowedByAPlaintextConnection) {
   int connection = 0;
   server_ = std::make_unique<ScriptedServer>(
       [&](ServerConn& c) {
@@ -756,6 +756,65 @@ TEST_F(ClientTest, TlsHandshakeFailureMovesToNextTarget) {
   EXPECT_TRUE(opened.failures[0].error);
   EXPECT_NE(opened.failures[0].error, boost::system::errc::timed_out) << "the handshake itself must fail";
   loop_.run(opened.session->quit());
+}
+
+// A server that offers STARTTLS, says 220 and then answers the ClientHello with plaintext.
+void broken_tls(ServerConn& c) {
+  greet(c, {"STARTTLS", "PIPELINING"});
+  expect_line(c, "STARTTLS");
+  c.reply("220 2.0.0 go ahead");
+  expect(!c.read_chunk().empty(), "no ClientHello");
+  c.send("this is not a TLS server hello\r\n");
+  c.read_until_eof();
+}
+
+TEST_F(ClientTest, TlsHandshakeFailureOpportunisticRetriesSameTargetInPlaintext) {
+  int connection = 0;
+  std::string content;
+  server_ = std::make_unique<ScriptedServer>(
+      [&](ServerConn& c) {
+        if (++connection == 1) return broken_tls(c);
+        c.reply("220 scripted.test ESMTP");
+        expect_line(c, "EHLO client.test");
+        ehlo_reply(c, {"STARTTLS", "PIPELINING"});  // offered again: must not be used
+        content = serve_transaction(c, 1);
+        serve_quit(c);
+      },
+      2);
+  auto o = options(server_->port());
+  o.tls = TlsPolicy::opportunistic;
+  OpenResult opened = loop_.run(open_session(local(1), o));
+  ASSERT_TRUE(opened.session) << "one target only: the plaintext retry must be on it";
+  EXPECT_FALSE(opened.session->info().tls);
+  EXPECT_TRUE(opened.session->info().tls_fallback);
+  ASSERT_EQ(opened.failures.size(), 1u);
+  EXPECT_EQ(opened.failures[0].phase, "starttls");
+  EXPECT_NE(opened.failures[0].error, boost::system::errc::timed_out);
+  TransactionResult r = loop_.run(opened.session->send(envelope({"a@one.test"}), kMessage));
+  EXPECT_EQ(r.final.code, 250);
+  loop_.run(opened.session->quit());
+  finish_server();
+  EXPECT_EQ(connection, 2);
+  EXPECT_EQ(content, kMessage);
+}
+
+TEST_F(ClientTest, TlsHandshakeFailureRequiredNeverFallsBackToPlaintext) {
+  int connections = 0;
+  server_ = std::make_unique<ScriptedServer>(
+      [&](ServerConn& c) {
+        ++connections;
+        broken_tls(c);
+      },
+      1);
+  auto o = options(server_->port());
+  o.tls = TlsPolicy::required;
+  OpenResult opened = loop_.run(open_session(local(1), o));
+  EXPECT_FALSE(opened.session);
+  ASSERT_EQ(opened.failures.size(), 1u);
+  EXPECT_EQ(opened.failures[0].phase, "starttls");
+  EXPECT_TRUE(opened.failures[0].error);
+  finish_server();
+  EXPECT_EQ(connections, 1);
 }
 
 TEST_F(ClientTest, TlsRequiredButNotOfferedSkipsTarget) {

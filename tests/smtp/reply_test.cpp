@@ -196,14 +196,14 @@ TEST(ReplyParser, GarbageSetsErrorAndTakeResets) {
 }
 
 TEST(ReplyParser, HugeHostileReplyIsBounded) {
-  // 10 MB of continuation lines without any LF for a while, then many lines.
+  // A 100 KB line, then many lines: all within kMaxReplyWireBytes, kept text bounded.
   ReplyParser parser;
-  std::string chunk(64 * 1024, 'z');
+  std::string chunk(10 * 1024, 'z');
   parser.feed("250-");
-  for (int i = 0; i < 80; ++i) parser.feed(chunk);  // one 5 MB line
+  for (int i = 0; i < 10; ++i) parser.feed(chunk);
   parser.feed("\r\n");
   std::string line = "250-" + std::string(1000, 'q') + "\r\n";
-  for (int i = 0; i < 5000; ++i) {
+  for (int i = 0; i < 100; ++i) {
     ASSERT_EQ(parser.feed(line), line.size());
   }
   parser.feed("250 end\r\n");
@@ -215,6 +215,30 @@ TEST(ReplyParser, HugeHostileReplyIsBounded) {
   EXPECT_LE(bytes, kMaxReplyBytes);
   EXPECT_EQ(r.lines.front().size(), kMaxReplyLineBytes);
   EXPECT_LE(r.text.size(), kMaxReplyBytes + kMaxReplyLines);
+}
+
+TEST(ReplyParser, ReplyBeyondTheWireLimitIsAProtocolError) {
+  // An endless multi-line reply and a 1 MB line both end in an error, not in reading
+  // until the step's timeout; the parser is usable again after take().
+  ReplyParser endless;
+  const std::string line = "250-this reply never ends\r\n";
+  std::size_t fed = 0;
+  while (!endless.error() && fed <= 2 * kMaxReplyWireBytes) fed += endless.feed(line);
+  EXPECT_TRUE(endless.error());
+  EXPECT_FALSE(endless.ready());
+  EXPECT_GT(fed, kMaxReplyWireBytes - line.size());
+  EXPECT_LE(fed, kMaxReplyWireBytes + line.size());
+  endless.take();
+  endless.feed("250 ok\r\n");
+  ASSERT_TRUE(endless.ready());
+  EXPECT_EQ(endless.take().code, 250);
+
+  ReplyParser long_line;
+  long_line.feed("550 ");
+  const std::string chunk(8 * 1024, 'x');
+  for (int i = 0; i < 128 && !long_line.error(); ++i) long_line.feed(chunk);  // 1 MiB
+  EXPECT_TRUE(long_line.error());
+  EXPECT_FALSE(parse_reply("550 " + std::string(1024 * 1024, 'x') + "\r\n"));
 }
 
 TEST(ParseReply, FinalLineWithoutLineEnding) {
