@@ -81,7 +81,7 @@ class SignError : public std::runtime_error {
 // message, keys and time (tests check this).
 enum class Backend {
   // Canonicalisation and hashing here, signatures by OpenSSL with the keys parsed once
-  // and signing contexts reused. The default: measured 3-8 times faster (dkim.md).
+  // and signing contexts reused. The default: measured 4-14 times faster (dkim.md).
   native,
   // libopendkim end to end: one DKIM handle per signature per message. Debian 12's
   // libopendkim 2.11 signs ed25519-sha256 as well as rsa-sha256. It takes the key as a
