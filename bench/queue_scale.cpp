@@ -49,6 +49,14 @@ double cpu_seconds() {
   return tv(usage.ru_utime) + tv(usage.ru_stime);
 }
 
+// The 1-minute load average: on a shared machine the wall-clock rate moves with it.
+double load_average() {
+  std::ifstream loadavg("/proc/loadavg");
+  double one_minute = -1;
+  loadavg >> one_minute;
+  return one_minute;
+}
+
 std::uint64_t directory_bytes(const fs::path& dir) {
   std::uint64_t total = 0;
   for (const auto& entry : fs::recursive_directory_iterator(dir))
@@ -110,6 +118,7 @@ int main(int argc, char** argv) {
     const auto spec = kurier::engine::load_campaign(work / "campaign.toml");
     reset_peak_rss();
     const long rss_before = peak_rss_kib();
+    const double load_before = load_average();
     const double cpu_start = cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     std::uint64_t queued = 0;
@@ -154,6 +163,7 @@ int main(int argc, char** argv) {
         // The machine is shared: the rate per CPU-second of the (single) intake thread
         // says what intake costs regardless of the load around it.
         {"intake_recipients_per_cpu_second", n / cpu},
+        {"load_average_at_start", load_before},
         {"rss_before_intake_mb", static_cast<double>(rss_before) / 1024.0},
         {"peak_rss_mb", static_cast<double>(peak) / 1024.0},
         {"disk_bytes_open", disk_live},

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The benchmarks in one command: installs what they need (Debian packages, Haraka from
 # npm into the git-ignored bench/.peers/), builds kurier (release), then runs
-#   1. the side-by-side delivery comparison (bench/peers/compare.py):
+#   1. the 1,000,000-recipient queue scale run -> bench/results/queue_scale.json
+#   2. the micro-benchmarks (Google Benchmark) -> bench/results/micro.{json,md}
+#   3. the side-by-side delivery comparison (bench/peers/compare.py):
 #      ceiling (smtp-source) / kurier (plain, DKIM rsa-sha256, DKIM ed25519) /
 #      Postfix (submitted live, and with its queue filled first) / Haraka
-#      -> bench/results/peers.{json,md,png}
-#   2. the 1,000,000-recipient queue scale run -> bench/results/queue_scale.json
-#   3. the micro-benchmarks (Google Benchmark) -> bench/results/micro.{json,md}
+#      -> bench/results/peers.{json,md,png}, which also carry the results of 1 and 2
 # Usage: bench/run-peers.sh [--quick] [--only peers|scale|micro] [compare.py options...]
 #   --quick: 2,000 messages over 10 domains, 100,000 queued recipients (development).
 # Needs root (smtp-sink on port 25, dnsmasq on port 53, a private Postfix instance),
@@ -32,14 +32,18 @@ fi
 
 ./scripts/install-deps.sh
 # Haraka runs on Node.js: Debian's nodejs/npm unless a Node.js is already installed.
-if ! command -v npm >/dev/null; then
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+# Haraka 3.1.7 and later need Node.js 20; Debian 12's nodejs is 18, which gets 3.1.0
+# (Node.js >= 18). The figures in bench/results/ are from Haraka 3.3 on Node.js 20.
+haraka=Haraka@3
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then haraka=Haraka@3.1.0; fi
 peers=bench/.peers/haraka
 if [ ! -x "$peers/node_modules/.bin/haraka" ]; then
   mkdir -p "$peers"
   [ -f "$peers/package.json" ] || echo '{"name":"kurier-bench-haraka","private":true}' >"$peers/package.json"
-  (cd "$peers" && npm install --no-audit --no-fund --silent Haraka@3)
+  (cd "$peers" && npm install --no-audit --no-fund --silent "$haraka")
 fi
 
 # KURIER_BENCH_BUILD=DIR uses an existing, configured build tree instead of the
@@ -49,18 +53,23 @@ if [ -z "${KURIER_BENCH_BUILD:-}" ]; then cmake --preset release >/dev/null; fi
 cmake --build "$build" --target kurier kurier-sink kurier-micro kurier-queue-scale
 mkdir -p bench/results
 
-if [ -z "$only" ] || [ "$only" = peers ]; then
-  if [ "$quick" = 1 ]; then args=(--messages 2000 --domains 10 "${args[@]}"); fi
-  # Bounded: compare.py gives each system at most --timeout seconds (default 600).
-  /usr/bin/python3 bench/peers/compare.py --build "$build" --out bench/results "${args[@]}"
-fi
+# Scale and micro-benchmarks first: they measure kurier alone and take a minute or
+# two; the comparison then adds their results to bench/results/peers.{json,md}.
+peers_args=()
 if [ -z "$only" ] || [ "$only" = scale ]; then
   recipients=1000000
   if [ "$quick" = 1 ]; then recipients=100000; fi
   timeout 900 "$build/bench/kurier-queue-scale" --recipients "$recipients" --out bench/results/queue_scale.json
+  peers_args+=(--scale bench/results/queue_scale.json)
 fi
 if [ -z "$only" ] || [ "$only" = micro ]; then
   timeout 900 "$build/bench/kurier-micro" --benchmark_out=bench/results/micro.json --benchmark_out_format=json
   /usr/bin/python3 bench/peers/micro_table.py bench/results/micro.json >bench/results/micro.md
+  peers_args+=(--micro bench/results/micro.md)
+fi
+if [ -z "$only" ] || [ "$only" = peers ]; then
+  if [ "$quick" = 1 ]; then args=(--messages 2000 --domains 10 "${args[@]}"); fi
+  # Bounded: compare.py gives each system at most --timeout seconds (default 600).
+  /usr/bin/python3 bench/peers/compare.py --build "$build" --out bench/results "${peers_args[@]}" "${args[@]}"
 fi
 echo "run-peers.sh: results in bench/results/"

@@ -615,7 +615,11 @@ exports.register = function () {
     const servers = ['%s'];
     dns.setServers(servers);
     dns.promises.setServers(servers);
-    require('haraka-net-utils/lib/dns_config').getDnsResolver().setServers(servers);
+    try {  // haraka-net-utils' own resolver; older Haraka releases have none
+        require('haraka-net-utils/lib/dns_config').getDnsResolver().setServers(servers);
+    } catch (e) {
+        if (e.code !== 'MODULE_NOT_FOUND') throw e;
+    }
 };
 exports.hook_connect = function (next, connection) {
     connection.relaying = true;
@@ -729,6 +733,7 @@ def write_outputs(results, meta, outdir):
              "%d cores, load average at start %s, at the end %s; kurier from `%s` (%s)." % (
                  meta["started"], meta["messages"], meta["message_bytes"], meta["domains"], meta["cores"],
                  meta["loadavg"], meta.get("loadavg_end"), meta.get("build"), meta.get("build_type")), "",
+             "Run, in this order: %s%s." % (", ".join(meta["systems"]), before_text(meta)), "",
              "| system | msg/s | seconds | CPU s / 1000 msgs | peak RSS MB | submit-to-250 p50 s | p99 s | arrived "
              "| sinks' CPU s / 1000 | CPU-bound limit msg/s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -748,6 +753,7 @@ def write_outputs(results, meta, outdir):
                   "signatures/s." % (meta["cores"], len(meta["openssl_speed_runs"]),
                                      "; ".join(json.dumps(r) for r in meta["openssl_speed_runs"]),
                                      ", ".join("%s %s" % kv for kv in meta["openssl_speed"].items()))]
+    lines += other_runs(doc, meta)
     # The analysis (where the time goes, what would fix it) is written by hand from
     # the profiles and kept with the scripts; it is appended to every new table.
     notes = os.path.join(HERE, "notes.md")
@@ -785,6 +791,44 @@ def write_outputs(results, meta, outdir):
     return doc
 
 
+def before_text(meta):
+    before = [name for key, name in (("scale_file", "the queue scale run"), ("micro_file", "the micro-benchmarks"))
+              if meta.get(key)]
+    return " (after %s)" % " and ".join(before) if before else ""
+
+
+def other_runs(doc, meta):
+    """The queue scale run and the micro-benchmarks of the same bench/run-peers.sh
+    invocation (run just before this comparison), as Markdown; their figures go into
+    doc as well."""
+    lines = []
+    if meta.get("scale_file") and os.path.exists(meta["scale_file"]):
+        with open(meta["scale_file"]) as f:
+            sc = json.load(f)
+        doc["scale"] = sc
+        met = sc.get("met", {})
+
+        def mark(key):
+            return "met" if met.get(key) else "**missed**"
+        lines += ["", "## Scale: %s recipients queued (`kurier-queue-scale`, same run)" % format(sc["recipients"], ","),
+                  "", "Load average at its start: %s." % sc.get("load_average_at_start"), "",
+                  "| figure | value | target | |", "|---|---:|---:|---|",
+                  "| intake, recipients/s (wall) | %.0f | >= 200,000 | %s |" % (
+                      sc["intake_recipients_per_second"], mark("intake_rate")),
+                  "| intake, recipients per CPU second (all threads) | %.0f | | |" % sc["intake_recipients_per_cpu_second"],
+                  "| intake seconds (open to synced commit) | %.2f | | |" % sc["intake_seconds"],
+                  "| peak RSS MB | %.1f | < 256 | %s |" % (sc["peak_rss_mb"], mark("peak_rss")),
+                  "| queue bytes per recipient on disk (template once) | %.1f | < 200 | %s |" % (
+                      sc["bytes_per_recipient"], mark("bytes_per_recipient"))]
+    if meta.get("micro_file") and os.path.exists(meta["micro_file"]):
+        with open(meta["micro_file"]) as f:
+            micro = f.read().rstrip().splitlines()
+        doc["micro_table"] = os.path.relpath(meta["micro_file"], ROOT)
+        # Its title becomes a section of this document.
+        lines += [""] + [("#" + ln if ln.startswith("# ") else ln) for ln in micro]
+    return lines
+
+
 def cmake_build_type(build):
     try:
         with open(os.path.join(build, "CMakeCache.txt")) as f:
@@ -811,7 +855,18 @@ def main():
     ap.add_argument("--timeout", type=float, default=600, help="seconds each system may take")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--perf", help="record kurier under `perf record -g` into this directory")
+    ap.add_argument("--scale", help="queue_scale.json of this run, added to peers.{json,md}")
+    ap.add_argument("--micro", help="micro.md of this run, added to peers.md")
+    ap.add_argument("--render", metavar="PEERS_JSON",
+                    help="measure nothing: rewrite peers.md and peers.png in --out from this peers.json "
+                         "(after editing notes.md)")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            saved = json.load(f)
+        write_outputs(saved["results"], saved["meta"], args.out)
+        log("rewrote", os.path.join(args.out, "peers.md"), "peers.png from", args.render)
+        return
     if os.geteuid() != 0:
         sys.exit("compare.py: needs root (port 25/53 on loopback, the private Postfix instance)")
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so everything started is stopped.
@@ -828,7 +883,7 @@ def main():
             "messages": args.messages, "domains": args.domains, "cores": os.cpu_count(),
             "loadavg": open("/proc/loadavg").read().split()[0], "connections_per_domain": args.connections,
             "systems": systems, "build": os.path.relpath(os.path.abspath(args.build), ROOT),
-            "build_type": cmake_build_type(args.build)}
+            "build_type": cmake_build_type(args.build), "scale_file": args.scale, "micro_file": args.micro}
     results = []
     try:
         start_dns(procs, args.domains, work)
