@@ -182,6 +182,20 @@ std::string domain_of(std::string_view address) {
   return domain;
 }
 
+std::string ascii_domain_of(std::string_view address) {
+  std::string domain = domain_of(address);
+  if (!has_8bit(domain)) return domain;
+  std::string ascii;
+  if (to_ascii_domain(domain, ascii)) return domain;  // not convertible: left to the lookup to fail
+  return ascii;
+}
+
+std::string ascii_address(std::string_view address) {
+  std::size_t at = address.rfind('@');
+  if (at == std::string_view::npos || !has_8bit(address.substr(at + 1))) return std::string(address);
+  return std::string(address.substr(0, at + 1)) + ascii_domain_of(address);
+}
+
 std::string normalize_address(std::string_view address) {
   std::size_t at = address.rfind('@');
   if (at == std::string_view::npos) return std::string(address);

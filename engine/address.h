@@ -51,6 +51,18 @@ std::optional<std::string> address_problem(std::string_view address);
 // The domain part, lower-cased ("" if there is no '@').
 std::string domain_of(std::string_view address);
 
+// The routing domain in its ASCII form: lower case, IDN labels as A-labels
+// ("Bücher.example" -> "xn--bcher-kva.example"): what DNS and the shaping rules see.
+// Falls back to domain_of() when the domain cannot be converted (the MX lookup then
+// fails and says so). "" if there is no '@'.
+std::string ascii_domain_of(std::string_view address);
+
+// The address as RCPT TO carries it: the local part as typed, the domain as
+// ascii_domain_of(). An IDN domain alone never needs SMTPUTF8 (RFC 6531 §3.2: only
+// UTF-8 local parts and headers do), so this keeps such recipients deliverable to
+// every MX. IP literals and addresses without '@' are returned unchanged.
+std::string ascii_address(std::string_view address);
+
 // Lower-cases the domain and keeps the local part as typed (local parts are
 // case-sensitive in principle; never "correct" an address).
 std::string normalize_address(std::string_view address);

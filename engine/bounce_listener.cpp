@@ -461,8 +461,10 @@ BounceListener::BounceListener(queue::Store& store, const Config& config, std::s
     : BounceListener(Handler{}, DomainFilter{}, options_from(config, std::move(listen))) {
   auto applier = std::make_shared<BounceApplier>(store, config);
   Impl* impl = impl_.get();
-  impl_->handler = [impl, applier](std::string_view raw) {
-    auto message = bounce::parse(raw);
+  // [bounce] rules (an ops file before the built-in rules) classify what arrives here too.
+  std::shared_ptr<const bounce::Rules> rules = config.bounce_rules;
+  impl_->handler = [impl, applier, rules](std::string_view raw) {
+    auto message = rules ? bounce::parse(raw, *rules) : bounce::parse(raw);
     auto result = applier->apply(message, system_now_ms());
     impl->count([&](BounceListenerStats& s) { s.applied.add(message, result); });
     impl->log->debug("event=bounce_received kind={} matched={} suppressed={}", kind_name(message.kind),

@@ -14,6 +14,11 @@ std::string category_for(std::string_view reason) {
 }
 
 Classification classify_reply(int code, std::string_view enhanced, std::string_view text) {
+  return classify_reply(code, enhanced, text, bounce::Rules::builtin());
+}
+
+Classification classify_reply(int code, std::string_view enhanced, std::string_view text,
+                              const bounce::Rules& rules) {
   Classification result;
   if (code >= 200 && code < 400) {
     result.disposition = Disposition::delivered;
@@ -28,7 +33,7 @@ Classification classify_reply(int code, std::string_view enhanced, std::string_v
     return result;
   }
   result.disposition = code >= 500 ? Disposition::bounced : Disposition::deferred;
-  const bounce::Verdict verdict = bounce::Rules::builtin().classify(code, enhanced, text);
+  const bounce::Verdict verdict = rules.classify(code, enhanced, text);
   result.reason = verdict.reason;
   result.category = verdict.category;
   // A temporary failure is never a hard bounce, whatever the words: it is retried.

@@ -7,6 +7,10 @@
 #include <string>
 #include <string_view>
 
+namespace kurier::bounce {
+class Rules;  // bounce/bounce.h
+}
+
 namespace kurier::engine {
 
 enum class Disposition {
@@ -25,6 +29,10 @@ struct Classification {
 // code: the 3-digit reply code (0 = no reply: network error, treated as deferred
 // with reason networkerror). enhanced: "5.1.1" or "". text: the reply text.
 Classification classify_reply(int code, std::string_view enhanced, std::string_view text);
+// The same with a rule set of its own (an ops file from [bounce] rules consulted
+// before the built-in rules: bounce::Rules::load).
+Classification classify_reply(int code, std::string_view enhanced, std::string_view text,
+                              const bounce::Rules& rules);
 
 // Category for a reason (hard: userunknown, hostunknown, hasmoved, notaccept;
 // block: blocked, spamdetected, policyviolation, rejected, badreputation, requireptr,

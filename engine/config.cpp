@@ -7,6 +7,7 @@
 
 #include <toml++/toml.h>
 
+#include "bounce/bounce.h"
 #include "engine/hygiene_config.h"
 #include "engine/input_error.h"
 
@@ -112,8 +113,8 @@ Config load_config(const std::optional<fs::path>& path_arg) {
     if (auto v = get<std::string>(*s, "tls", file, "smtp.tls")) {
       if (*v == "opportunistic") config.tls = smtp::TlsPolicy::opportunistic;
       else if (*v == "required") config.tls = smtp::TlsPolicy::required;
-      else if (*v == "disabled") config.tls = smtp::TlsPolicy::disabled;
-      else throw InputError(file, line_of(*s->get("tls")), "smtp.tls", "must be opportunistic, required or disabled");
+      else if (*v == "disabled" || *v == "none") config.tls = smtp::TlsPolicy::disabled;
+      else throw InputError(file, line_of(*s->get("tls")), "smtp.tls", "must be opportunistic, required or none");
     }
     if (const toml::table* t = (*s)["timeouts"].as_table()) {
       auto& to = config.timeouts;
@@ -129,6 +130,22 @@ Config load_config(const std::optional<fs::path>& path_arg) {
       to.rset = get_ms(*t, "rset_ms", file, "smtp.timeouts.rset_ms", to.rset);
       to.quit = get_ms(*t, "quit_ms", file, "smtp.timeouts.quit_ms", to.quit);
     }
+  }
+
+  if (const toml::node* node = root.get("mta_sts")) {
+    const toml::table* m = node->as_table();
+    if (!m) throw InputError(file, line_of(*node), "mta_sts", "must be a table ([mta_sts])");
+    auto& o = config.mta_sts;
+    if (auto v = get<bool>(*m, "enabled", file, "mta_sts.enabled")) o.enabled = *v;
+    if (auto v = get<std::int64_t>(*m, "port", file, "mta_sts.port")) {
+      if (*v < 1 || *v > 65535) throw InputError(file, line_of(*m->get("port")), "mta_sts.port", "must be 1..65535");
+      o.port = static_cast<std::uint16_t>(*v);
+    }
+    if (auto v = get<std::string>(*m, "ca_file", file, "mta_sts.ca_file")) {
+      o.ca_file = resolve(*v).string();
+      if (!fs::exists(o.ca_file)) throw InputError(file, line_of(*m->get("ca_file")), "mta_sts.ca_file", "file not found: " + o.ca_file);
+    }
+    o.timeout = get_ms(*m, "timeout_ms", file, "mta_sts.timeout_ms", o.timeout);
   }
 
   if (const toml::table* v = root["verp"].as_table())
@@ -176,6 +193,15 @@ Config load_config(const std::optional<fs::path>& path_arg) {
         config.bounce_domains.push_back(*text);
       }
     }
+    if (auto v = get<std::string>(*b, "rules", file, "bounce.rules")) {
+      config.bounce_rules_file = resolve(*v);
+      try {
+        config.bounce_rules = std::make_shared<const bounce::Rules>(bounce::Rules::load(config.bounce_rules_file));
+      } catch (const bounce::RulesError& e) {
+        // The rules file's own location: that is where the mistake is.
+        throw InputError(e.file(), e.line(), e.field(), e.message());
+      }
+    }
   }
 
   if (const toml::table* e = root["engine"].as_table()) {
@@ -199,6 +225,10 @@ Config load_config(const std::optional<fs::path>& path_arg) {
     if (auto v = get<std::string>(*s, "file", file, "shaping.file")) config.shaping = load_shaping(resolve(*v));
 
   return config;
+}
+
+const bounce::Rules& bounce_rules_or_builtin(const Config& config) {
+  return config.bounce_rules ? *config.bounce_rules : bounce::Rules::builtin();
 }
 
 }  // namespace kurier::engine

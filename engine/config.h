@@ -6,13 +6,19 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/shaping.h"
 #include "engine/hygiene.h"
+#include "engine/mta_sts.h"
 #include "smtp/client.h"
+
+namespace kurier::bounce {
+class Rules;  // bounce/bounce.h
+}
 
 namespace kurier::engine {
 
@@ -30,8 +36,9 @@ struct Config {
   std::chrono::milliseconds dns_timeout{5000};
   std::string helo;                      // default: the machine's host name
   std::uint16_t smtp_port = 25;
-  smtp::TlsPolicy tls = smtp::TlsPolicy::opportunistic;
+  smtp::TlsPolicy tls = smtp::TlsPolicy::opportunistic;  // default; shaping.toml may set it per destination
   smtp::Timeouts timeouts;
+  MtaStsOptions mta_sts;                 // [mta_sts]: enabled, port, ca_file, timeout_ms
   std::string verp_secret;
   // [[dkim.key]] entries: used for campaigns without their own [dkim] block whose
   // From domain is the key's domain or a subdomain of it.
@@ -47,12 +54,20 @@ struct Config {
   // [bounce] soft_limit: soft bounces in a row (no delivery between) that suppress
   // an address; 0 = never.
   std::uint32_t bounce_soft_limit = 3;
+  // [bounce] rules: an ops rules file (format of data/bounce-rules.toml) consulted
+  // before the built-in rules by every classifier: delivery replies, `kurier ingest`
+  // and the bounce listener. Null = built-in rules only; use bounce_rules_or_builtin().
+  std::filesystem::path bounce_rules_file;
+  std::shared_ptr<const bounce::Rules> bounce_rules;
   ShapingRules shaping;                  // [shaping] file (engine/shaping.h); defaults without one
   int workers = 0;                       // delivery threads; 0 = one per core
   std::size_t window = 20000;            // recipients in flight at most (memory bound)
   std::string log_level = "warn";
   HygieneOptions hygiene;                // [hygiene]: lists and policy per verdict
 };
+
+// The configured bounce rules, or the built-in ones when none are configured.
+const bounce::Rules& bounce_rules_or_builtin(const Config& config);
 
 // Loads `path` (relative paths inside it resolve against its directory). With no
 // path, looks for ./kurier.toml and otherwise uses defaults. Throws InputError.

@@ -24,7 +24,9 @@
 #include "engine/campaign.h"
 #include "engine/classify.h"
 #include "engine/metrics.h"
+#include "engine/mta_sts.h"
 #include "engine/template.h"
+#include "engine/tls_policy.h"
 #include "engine/verp.h"
 #include "smtp/client.h"
 
@@ -68,6 +70,9 @@ struct RecipientKeyHash {
     return std::hash<std::uint64_t>{}((std::uint64_t{k.campaign} << 32) | k.recipient);
   }
 };
+
+// The header section of a rendered message (CRLF line ends), without the body.
+std::string_view header_section(std::string_view message) { return message.substr(0, message.find("\r\n\r\n")); }
 
 std::string rfc5322_date(std::int64_t now_ms) {
   std::time_t t = static_cast<std::time_t>(now_ms / 1000);
@@ -160,6 +165,9 @@ struct Delivery::Impl {
   asio::thread_pool signing_pool{std::max(1u, std::thread::hardware_concurrency())};
   std::vector<std::unique_ptr<Worker>> workers;
   std::unordered_map<queue::CampaignId, std::shared_ptr<const CampaignContext>> contexts;  // feeder only
+  // MTA-STS policies, cached per domain for every worker (engine/mta_sts.h). After the
+  // workers: destroyed first, its TXT threads finish while their loops still exist.
+  MtaSts mta_sts{config.mta_sts, dns::ResolverOptions{config.dns_servers, config.dns_timeout}};
 
   // In-flight window: keys dispatched whose outcome is not durable yet.
   mutable std::mutex flight_mutex;
@@ -365,6 +373,15 @@ class Worker {
     erase_if_idle(dest);
   }
 
+  // A host's addresses through the worker's resolver: it asks for MX, and a host
+  // without MX records comes back as its own implicit MX with its A/AAAA addresses.
+  asio::awaitable<std::vector<std::string>> host_addresses(std::string host) {
+    dns::MxResult found = co_await resolve(host);
+    if (found.status != dns::Status::ok || !found.implicit_mx || found.hosts.empty())
+      co_return std::vector<std::string>{};
+    co_return found.hosts.front().addresses;
+  }
+
   asio::awaitable<dns::MxResult> resolve(std::string domain) {
     auto initiate = [this, domain](auto handler) {
       auto shared = std::make_shared<decltype(handler)>(std::move(handler));
@@ -397,11 +414,34 @@ class Worker {
       fail_destination_dns(dest, mx);
       co_return;
     }
+    // TLS: the destination's policy (shaping.toml `tls`, else [smtp] tls), unless the
+    // domain publishes MTA-STS (RFC 8461), which may narrow the MX hosts and demand
+    // verified TLS. The policy lookup is asynchronous and cached (engine/mta_sts.h).
+    std::optional<StsPolicy> sts;
+    if (owner_.mta_sts.options().enabled) {
+      StsLookup found = co_await owner_.mta_sts.lookup(
+          dest.domain, [this](std::string host) { return host_addresses(std::move(host)); });
+      owner_.log->debug("event=mta_sts domain={} policy={} detail=\"{}\"", dest.domain,
+                        found.policy ? to_string(found.policy->mode) : "none", found.detail);
+      sts = std::move(found.policy);
+    }
+    TlsPlan tls = plan_tls(dest.throttle->limits().tls.value_or(owner_.config.tls), sts, std::move(targets));
     if (owner_.stopping || dest.pending.empty()) co_return;
+    if (!tls.refused.empty()) {
+      smtp::ConnectFailure refused;
+      refused.phase = "mta-sts";
+      refused.detail = tls.refused;
+      fail_destination_connect(dest, {refused}, tls.label);
+      co_return;
+    }
+    smtp::SessionOptions options = session_options_;
+    options.tls = tls.tls;
+    options.cert_check = tls.cert_check;
+    options.ca_file = owner_.config.mta_sts.ca_file;
 
-    smtp::OpenResult opened = co_await smtp::open_session(std::move(targets), session_options_);
+    smtp::OpenResult opened = co_await smtp::open_session(tls.targets, options);
     if (!opened.session) {
-      fail_destination_connect(dest, opened.failures);
+      fail_destination_connect(dest, opened.failures, tls.label);
       co_return;
     }
     smtp::Session& session = *opened.session;
@@ -413,10 +453,9 @@ class Worker {
       ~Connected() { --d.connected; }
     } connected_guard{dest};
     const auto& info = session.info();
-    // A plaintext session after a failed STARTTLS says so in every attempt it carries.
-    const std::string tls_detail = info.tls            ? info.tls_protocol + " " + info.tls_cipher
-                                   : info.tls_fallback ? std::string("plaintext after failed STARTTLS")
-                                                       : std::string();
+    // Protocol and cipher (or plaintext, and why), the policy applied and the
+    // certificate check, in every attempt the session carries.
+    const std::string tls_detail = describe_tls(tls, info);
     std::string message;  // reused for every message of this session
     int sent = 0;
     while (!dest.pending.empty() && session.usable() && sent < throttle.limits().messages_per_connection &&
@@ -444,7 +483,8 @@ class Worker {
       smtp::Envelope envelope;
       envelope.mail_from = owner_.verp.address({job.recipient.key.campaign, job.recipient.key.recipient},
                                                ctx.campaign.verp_domain);
-      envelope.recipients = {job.recipient.address};
+      // RCPT TO with the domain's A-labels: an IDN domain alone does not need SMTPUTF8.
+      envelope.recipients = {ascii_address(job.recipient.address)};
       render(job, message);
       if (ctx.signer || !ctx.signer_error.empty()) {
         std::string failure = ctx.signer_error;
@@ -465,7 +505,9 @@ class Worker {
         }
       }
       envelope.eight_bit = ctx.tmpl.eight_bit() || has_8bit(message);
-      envelope.smtputf8 = has_8bit(job.recipient.address);
+      // SMTPUTF8 only when something really is UTF-8: the local part, or raw UTF-8 in
+      // the header section (RFC 6532; the template's own header lines).
+      envelope.smtputf8 = has_8bit(envelope.recipients.front()) || has_8bit(header_section(message));
 
       ++owner_.messages_sent;
       owner_.metrics.global().messages_attempted.fetch_add(1, std::memory_order_relaxed);
@@ -505,7 +547,7 @@ class Worker {
       attempt.enhanced = reply.enhanced;
       attempt.text = reply.code ? reply.text
                                 : (result.error_phase + ": " + (result.error ? result.error.message() : "no reply"));
-      Classification c = classify_reply(reply.code, reply.enhanced, reply.text);
+      Classification c = classify_reply(reply.code, reply.enhanced, reply.text, bounce_rules_);
       finish(job, c, std::move(attempt));
     }
     co_await session.quit();
@@ -550,7 +592,8 @@ class Worker {
       headers += "Date: " + date_ + "\r\n";
     }
     if (ctx.add_from) headers += "From: " + ctx.campaign.from + "\r\n";
-    if (ctx.add_to) headers += "To: <" + job.recipient.address + ">\r\n";
+    // The RCPT TO form (A-labels), so an IDN domain adds no UTF-8 to the header.
+    if (ctx.add_to) headers += "To: <" + ascii_address(job.recipient.address) + ">\r\n";
     values_.clear();
     for (const auto& f : job.recipient.fields) values_.emplace_back(f);
     out.clear();
@@ -664,7 +707,8 @@ class Worker {
     }
   }
 
-  void fail_destination_connect(Destination& dest, const std::vector<smtp::ConnectFailure>& failures) {
+  void fail_destination_connect(Destination& dest, const std::vector<smtp::ConnectFailure>& failures,
+                                const std::string& tls_policy) {
     owner_.metrics.global().connect_failures.fetch_add(1, std::memory_order_relaxed);
     // Refused with a throttling reply (a 421 "too many connections" greeting): the
     // key slows down and the queue waits for the throttle, up to a point.
@@ -688,12 +732,15 @@ class Worker {
       base.mx_address = last.target.address;
       code = last.reply.code;
       enhanced = last.reply.enhanced;
-      text = last.phase + ": " + (last.reply.code ? last.reply.text : last.error.message());
+      text = last.phase + ": " +
+             (last.reply.code ? last.reply.text : last.detail.empty() ? last.error.message() : last.detail);
+      // A TLS refusal is the policy's doing: name it.
+      if (last.phase == "starttls" || last.phase == "mta-sts") text += " (tls policy: " + tls_policy + ")";
       if (failures.size() > 1) text += " (" + std::to_string(failures.size()) + " MX addresses tried)";
     } else {
       text = "no MX address to try";
     }
-    Classification c = classify_reply(code, enhanced, text);
+    Classification c = classify_reply(code, enhanced, text, bounce_rules_);
     // A site that refuses to talk is a site-level problem: defer, never bounce.
     c.disposition = Disposition::deferred;
     if (c.category == "hard") c.category = "soft";
@@ -720,6 +767,7 @@ class Worker {
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   std::unique_ptr<dns::MxResolver> resolver_;
   smtp::SessionOptions session_options_;
+  const bounce::Rules& bounce_rules_ = bounce_rules_or_builtin(owner_.config);  // [bounce] rules
   std::atomic<std::size_t> active_sessions_{0};
   std::vector<std::string_view> values_;
   std::int64_t date_second_ = -1;
@@ -768,7 +816,7 @@ void Delivery::Impl::dispatch(queue::Recipient&& recipient) {
     ++in_flight_by_campaign[recipient.key.campaign];
   }
   Job job;
-  job.domain = domain_of(recipient.address);
+  job.domain = ascii_domain_of(recipient.address);  // A-labels: DNS, shaping and metrics
   job.recipient = std::move(recipient);
   job.campaign = std::move(ctx);
   std::size_t index = std::hash<std::string>{}(job.domain) % workers.size();

@@ -49,7 +49,7 @@ int bounce_ingest_command(const IngestOptions& options) {
   for (const auto& path : options.paths) check_mail_path(path);
   auto store = open_queue_for_bounces(config);
   BounceApplier applier(*store, config);
-  const auto& rules = bounce::Rules::builtin();
+  const auto& rules = bounce_rules_or_builtin(config);  // [bounce] rules, else built-in
   ApplyStats stats;
   for (const auto& path : options.paths) {
     for_each_stored_message(path, [&](StoredMessage&& stored) {

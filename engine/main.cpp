@@ -1,5 +1,6 @@
 // The kurier command line (DESIGN.md "CLI"). Parses arguments with CLI11 and runs
 // one command; exit 0 success, 1 runtime failure, 2 bad input.
+#include <csignal>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,9 @@
 #include "queue/store.h"
 
 int main(int argc, char** argv) {
+  // A peer closing mid-write must surface as an error code on that session, never kill
+  // the process (Asio's sockets already use MSG_NOSIGNAL; this covers every other write).
+  std::signal(SIGPIPE, SIG_IGN);
   using namespace kurier::engine;
   CLI::App app{"kurier: bulk mail straight to the recipients' MX hosts, every reply captured"};
   app.require_subcommand(1);

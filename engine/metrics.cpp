@@ -168,7 +168,12 @@ std::uint64_t SeriesSnapshot::bounced_total() const {
 
 ThrottleState SeriesSnapshot::throttle_state(std::int64_t now_s) const {
   if (suspended_until > now_s) return ThrottleState::suspended;
-  if (configured_rate > 0 && rate_limit > 0 && rate_limit < configured_rate) return ThrottleState::slowed;
+  // A rate in force below the rule's, or any rate in force where the rule has none
+  // (a slow-down halved the rate observed at the time): backing off or recovering.
+  if (rate_limit > 0 && (configured_rate <= 0 || rate_limit < configured_rate)) return ThrottleState::slowed;
+  // A slow-down halves the connections too, also where no rate is configured.
+  if (configured_connections > 0 && connection_limit > 0 && connection_limit < configured_connections)
+    return ThrottleState::slowed;
   return ThrottleState::normal;
 }
 
@@ -187,6 +192,7 @@ SeriesSnapshot Series::snapshot() const {
   s.rate_limit = rate_limit_.load(kRelaxed);
   s.configured_rate = configured_rate_.load(kRelaxed);
   s.connection_limit = connection_limit_.load(kRelaxed);
+  s.configured_connections = configured_connections_.load(kRelaxed);
   s.suspended_until = suspended_until_.load(kRelaxed);
   return s;
 }

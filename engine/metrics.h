@@ -45,7 +45,7 @@ std::string_view to_string(BounceCategory category);
 // A destination's throttle state as shown to ops; derived from the series' gauges.
 enum class ThrottleState : std::uint8_t {
   normal,     // no suspension; rate limit at its configured value (or none)
-  slowed,     // rate limit currently below the configured one (backing off / recovering)
+  slowed,     // rate or connection limit below the configured one (or any rate when none is)
   suspended,  // suspended_until is in the future
 };
 std::string_view to_string(ThrottleState state);
@@ -66,6 +66,7 @@ struct SeriesSnapshot {
   double rate_limit = 0;            // msg/s now in force; 0 = unlimited
   double configured_rate = 0;       // msg/s of the rule; 0 = unlimited
   std::int64_t connection_limit = 0;  // 0 = unlimited / not set
+  std::int64_t configured_connections = 0;  // of the rule; 0 = not set
   std::int64_t suspended_until = 0;   // unix seconds; 0 = not suspended
   std::uint64_t bounced_total() const;
   ThrottleState throttle_state(std::int64_t now_s) const;
@@ -129,6 +130,7 @@ class Series {
   void set_rate_limit(double per_second) { rate_limit_.store(per_second, kRelaxed); }            // 0 = unlimited
   void set_configured_rate(double per_second) { configured_rate_.store(per_second, kRelaxed); }  // 0 = unlimited
   void set_connection_limit(std::int64_t connections) { connection_limit_.store(connections, kRelaxed); }
+  void set_configured_connections(std::int64_t connections) { configured_connections_.store(connections, kRelaxed); }
   void set_suspended_until(std::int64_t unix_seconds) { suspended_until_.store(unix_seconds, kRelaxed); }  // 0 = not
 
   SeriesSnapshot snapshot() const;  // provider field left empty
@@ -142,7 +144,7 @@ class Series {
   std::atomic<std::uint64_t> delivered_{0}, deferred_{0}, expired_{0}, greylisted_{0}, throttled_{0};
   std::array<std::atomic<std::uint64_t>, kBounceCategories> bounced_{};
   std::atomic<double> rate_limit_{0}, configured_rate_{0};
-  std::atomic<std::int64_t> connection_limit_{0}, suspended_until_{0};
+  std::atomic<std::int64_t> connection_limit_{0}, configured_connections_{0}, suspended_until_{0};
   std::atomic<const Series*> provider_{nullptr};  // domains only; set by link_provider
 };
 

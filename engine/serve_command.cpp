@@ -297,9 +297,21 @@ class Api {
                                  {"verdicts", intake.verdicts}});
     } catch (const InputError& e) {
       return json_response(400, {{"error", e.what()}, {"file", e.file()}, {"line", e.line()}, {"field", e.field()}});
+    } catch (const queue::StoreError& e) {
+      // The queue takes no writes (disk full, read-only, I/O error): nothing of this
+      // campaign is committed, and no outcome could be recorded either, so the daemon
+      // stops rather than send mail it cannot account for.
+      log_->error("event=queue_failed during=submit error=\"{}\"", e.what());
+      if (on_store_failure_) on_store_failure_(e.what());
+      return json_response(507, {{"error", e.what()}});
     }
   }
 
+ public:
+  // Called (on an HTTP handler thread) when an intake fails on the queue.
+  void on_store_failure(std::function<void(const std::string&)> fn) { on_store_failure_ = std::move(fn); }
+
+ private:
   const Config& config_;
   queue::Store& store_;
   Delivery& delivery_;
@@ -308,6 +320,7 @@ class Api {
   const Hygiene hygiene_;
   std::unique_ptr<MailHostLookup> mail_hosts_;  // null: no_mail_host is off
   std::mutex submit_mutex_;
+  std::function<void(const std::string&)> on_store_failure_;
   std::shared_ptr<spdlog::logger> log_ = kurier::log::get("serve");
 };
 
@@ -440,6 +453,15 @@ int serve_command(const ServeOptions& options) {
   Delivery delivery(*store, config);
   CampaignCounts counts(*store, delivery);
   Api api(config, *store, delivery, counts, token);
+  std::mutex store_failure_mutex;
+  std::string store_failure;  // an intake that failed on the queue: exit 1 with it
+  api.on_store_failure([&](const std::string& what) {
+    {
+      std::lock_guard lock(store_failure_mutex);
+      if (store_failure.empty()) store_failure = what;
+    }
+    delivery.stop();
+  });
   HttpServer http(config.http_listen, [&api](const HttpRequest& r) { return api(r); });
   // DSNs, ARF reports and auto-replies for the VERP domains, applied to the same store.
   // `[bounce] listen = ""` leaves it off (e.g. bounces arrive through a Maildir).
@@ -466,6 +488,13 @@ int serve_command(const ServeOptions& options) {
     log->error("event=delivery_failed error=\"{}\"", e.what());
     std::fprintf(stderr, "kurier: %s\n", e.what());
     status = 1;
+  }
+  {
+    std::lock_guard lock(store_failure_mutex);
+    if (status == 0 && !store_failure.empty()) {
+      std::fprintf(stderr, "kurier: %s\n", store_failure.c_str());
+      status = 1;
+    }
   }
   http.stop();
   if (bounces) bounces->stop();

@@ -116,6 +116,13 @@ class BlockReader {
     }
     if (auto v = duration("max_age")) out.max_age = *v;
     if (auto v = duration("greylist_delay")) out.greylist_delay = *v;
+    if (const toml::node* node = table_.get("tls")) {
+      auto name = node->value<std::string>();
+      if (name && *name == "opportunistic") out.tls = smtp::TlsPolicy::opportunistic;
+      else if (name && *name == "required") out.tls = smtp::TlsPolicy::required;
+      else if (name && *name == "none") out.tls = smtp::TlsPolicy::disabled;
+      else fail(*node, "tls", "must be \"opportunistic\", \"required\" or \"none\"");
+    }
     if (auto v = duration("recovery_interval")) {
       if (v->count() < 1) fail(*table_.get("recovery_interval"), "recovery_interval", "must be at least 1s");
       out.recovery_interval = *v;
@@ -183,9 +190,9 @@ class BlockReader {
   std::string prefix_;
 };
 
-constexpr std::array<std::string_view, 8> kLimitKeys = {
+constexpr std::array<std::string_view, 9> kLimitKeys = {
     "connections", "messages_per_connection", "rate",           "connection_rate",
-    "retry",       "max_age",                 "greylist_delay", "recovery_interval"};
+    "retry",       "max_age",                 "greylist_delay", "recovery_interval", "tls"};
 
 std::vector<std::string_view> with(std::initializer_list<std::string_view> more) {
   std::vector<std::string_view> out(kLimitKeys.begin(), kLimitKeys.end());
@@ -591,7 +598,10 @@ ThrottleSnapshot Throttle::snapshot(std::int64_t now_ms) {
 void Throttle::attach(Series* series) {
   std::lock_guard lock(mutex_);
   series_ = series;
-  if (series_) series_->set_configured_rate(limits_.rate.per_second);
+  if (series_) {
+    series_->set_configured_rate(limits_.rate.per_second);
+    series_->set_configured_connections(limits_.connections);
+  }
   publish();
 }
 

@@ -29,6 +29,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "smtp/client.h"
+
 namespace kurier::engine {
 
 class Series;  // engine/metrics.h: gauges the throttle keeps up to date when attached
@@ -79,6 +81,10 @@ struct ShapingLimits {
   // After a slow-down or suspension has run out, the limits grow back by one connection
   // and a tenth of the configured rate per interval (additive increase).
   std::chrono::seconds recovery_interval{30};
+  // `tls`: "opportunistic", "required" (no STARTTLS or a failed handshake defers, never
+  // plaintext) or "none". Unset: kurier.toml's [smtp] tls. An MTA-STS policy in
+  // enforce mode overrides it (engine/tls_policy.h).
+  std::optional<smtp::TlsPolicy> tls;
 };
 
 struct ProviderRule {
@@ -105,7 +111,7 @@ struct ShapingRules {
 
 // The built-in reactions, tried after the configured ones: rate wording (4.7.28,
 // "rate limit", "too many connections", "throttl"), Microsoft's 4.7.500 "server busy",
-// Yahoo's TS01/TS02 (slow) and TS03 (suspend).
+// Yahoo's TS01/TS02 (suspend 15 min) and TS03 (suspend 1 h).
 const std::vector<ThrottleRule>& builtin_throttle_rules();
 
 ShapingRules load_shaping(const std::filesystem::path& path);                 // throws InputError

@@ -23,6 +23,7 @@ packages=(
   # bench/run-peers.sh: the chart (python3-matplotlib), profiles (linux-perf)
   python3-matplotlib linux-perf
   postgrey  # greylisting policy server for tests/integration/greylist_test.cpp
+  util-linux mount  # disk_fault_test: unshare/nsenter + a tmpfs queue in a private mount namespace
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer targets with ASan+UBSan
   # kurier serve's tests: a real Prometheus scrapes /metrics, headless Chromium renders the dashboard
   prometheus chromium

@@ -11,9 +11,12 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <map>
+#include <mutex>
 #include <optional>
 
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include "common/asio.h"
 #include "common/log.h"
@@ -63,6 +66,41 @@ asio::ssl::context& tls_context() {
     return ctx;
   }();
   return instance;
+}
+
+// Contexts that verify certificates, one per trust store file ("" = OpenSSL's default
+// paths). Verification itself is requested per connection (SSL_set1_host); the
+// context's mode stays verify_none so that CertCheck::report can finish a handshake
+// with a bad certificate and record why. Few distinct stores exist (one per config),
+// so the map never grows beyond a handful of entries.
+asio::ssl::context& verifying_context(const std::string& ca_file) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<asio::ssl::context>> contexts;
+  std::lock_guard lock(mutex);
+  auto& slot = contexts[ca_file];
+  if (!slot) {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_compression);
+    ctx->set_verify_mode(asio::ssl::verify_none);
+    error_code ec;
+    if (ca_file.empty()) ctx->set_default_verify_paths(ec);
+    else ctx->load_verify_file(ca_file, ec);
+    // An unreadable store verifies nothing: every check then fails with "unable to get
+    // local issuer certificate", which names the problem in the attempt log.
+    if (ec) logger()->error("tls trust store unusable file=\"{}\" error=\"{}\"", ca_file, ec.message());
+    slot = std::move(ctx);
+  }
+  return *slot;
+}
+
+// The result of the certificate check requested with SSL_set1_host, after a handshake.
+std::string certificate_verdict(SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (!cert) return "no certificate";
+  const long result = SSL_get_verify_result(ssl);
+  if (result == X509_V_OK) return "verified";
+  return X509_verify_cert_error_string(result);
 }
 
 error_code timed_out_error() { return make_error_code(asio::error::timed_out); }
@@ -318,6 +356,7 @@ awaitable<bool> upgrade(Conn& c, const SessionOptions& o, SessionInfo& info, Con
     if (o.tls == TlsPolicy::required) {
       failure.phase = "starttls";
       failure.error = make_error_code(boost::system::errc::protocol_not_supported);
+      failure.detail = "STARTTLS not offered";
       co_return false;
     }
     co_return true;
@@ -342,12 +381,16 @@ awaitable<bool> upgrade(Conn& c, const SessionOptions& o, SessionInfo& info, Con
   // Bytes the server sent after its 220 were not protected by TLS: drop them rather
   // than read them as replies inside the TLS session (STARTTLS response injection).
   c.buf_begin = c.buf_end = 0;
-  c.tls.emplace(std::move(c.plain), tls_context());
+  const bool check = o.cert_check != CertCheck::none;
+  c.tls.emplace(std::move(c.plain), check ? verifying_context(o.ca_file) : tls_context());
   const std::string& host = info.target.host;
   if (!host.empty() && !is_ip_literal(host)) {
     // RFC 6066 §3: SNI carries host names only, never address literals.
     SSL_set_tlsext_host_name(c.tls->native_handle(), host.c_str());
   }
+  // The chain is checked during the handshake and the host name with it; the result
+  // is read afterwards (certificate_verdict), the handshake itself never fails on it.
+  if (check) SSL_set1_host(c.tls->native_handle(), host.c_str());
   arm(c, o.timeouts.starttls);
   co_await c.tls->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
   clear_deadline(c);
@@ -361,6 +404,19 @@ awaitable<bool> upgrade(Conn& c, const SessionOptions& o, SessionInfo& info, Con
   info.tls_protocol = SSL_get_version(ssl);
   const char* cipher = SSL_get_cipher_name(ssl);
   info.tls_cipher = cipher ? cipher : "";
+  if (check) {
+    info.tls_verify = certificate_verdict(ssl);
+    info.tls_verified = info.tls_verify == "verified";
+    if (!info.tls_verified && o.cert_check == CertCheck::enforce) {
+      // MTA-STS: an unverified channel is no better than plaintext; give the target up.
+      failure.phase = "starttls";
+      failure.error = make_error_code(boost::system::errc::permission_denied);
+      failure.detail = "certificate verify failed: " + info.tls_verify;
+      co_return false;
+    }
+  } else {
+    info.tls_verify = "not checked";
+  }
   // RFC 3207 §4.2: forget what the server said before TLS and ask again.
   co_return co_await greet(c, o, info, failure, false);
 }
@@ -411,7 +467,8 @@ awaitable<std::shared_ptr<Conn>> try_target(const Target& target, const SessionO
   if (!co_await greet(c, o, info, failure, true) || !co_await upgrade(c, o, info, failure)) {
     // A refusal by reply (or a missing STARTTLS) leaves a working connection: say
     // goodbye. After a network or TLS error there is nobody left to talk to.
-    bool polite = !failure.error || failure.error == boost::system::errc::protocol_not_supported;
+    bool polite = !failure.error || failure.error == boost::system::errc::protocol_not_supported ||
+                  failure.error == boost::system::errc::permission_denied;  // refused certificate
     if (polite) {
       co_await abandon(c, o.timeouts.quit);
     } else {
@@ -666,7 +723,8 @@ awaitable<OpenResult> open_session(std::vector<Target> targets, SessionOptions o
     SessionInfo info;
     ConnectFailure failure;
     std::shared_ptr<Conn> conn = co_await try_target(target, options, info, failure);
-    if (!conn && options.tls == TlsPolicy::opportunistic && failure.phase == "starttls" && failure.error) {
+    if (!conn && options.tls == TlsPolicy::opportunistic && options.cert_check != CertCheck::enforce &&
+        failure.phase == "starttls" && failure.error) {
       // Opportunistic TLS (RFC 7435): a server whose TLS is broken still gets the mail,
       // in plaintext, as it would had it not offered STARTTLS. Only `required` refuses.
       logger()->debug("starttls failed, retrying in plaintext peer={} error=\"{}\"", describe(target, options.port),
@@ -685,8 +743,9 @@ awaitable<OpenResult> open_session(std::vector<Target> targets, SessionOptions o
       result.failures.push_back(std::move(failure));
       continue;
     }
-    logger()->debug("session open peer={} esmtp={} pipelining={} tls={} protocol={} cipher={}", conn->peer,
-                    info.extensions.esmtp, info.extensions.pipelining, info.tls, info.tls_protocol, info.tls_cipher);
+    logger()->debug("session open peer={} esmtp={} pipelining={} tls={} protocol={} cipher={} cert=\"{}\"",
+                    conn->peer, info.extensions.esmtp, info.extensions.pipelining, info.tls, info.tls_protocol,
+                    info.tls_cipher, info.tls_verify);
     auto impl = std::make_unique<Session::Impl>();
     impl->conn = std::move(conn);
     impl->info = std::move(info);

@@ -54,6 +54,15 @@ enum class TlsPolicy {
   required,       // a target that does not offer STARTTLS, or fails it, is skipped
 };
 
+// Certificate checks after the TLS handshake. MX certificates are not checked by
+// default (RFC 7435); MTA-STS (RFC 8461 §4.2) asks for a chain that verifies against
+// the trust store and names the MX host (Target::host, wildcards per RFC 6125).
+enum class CertCheck {
+  none,     // no check; SessionInfo::tls_verify says "not checked"
+  report,   // check and record the result in SessionInfo, never refuse (MTA-STS testing)
+  enforce,  // a certificate that does not verify fails the target like a failed handshake
+};
+
 struct Target {
   std::string host;     // MX host name (logs, SNI); may be empty
   std::string address;  // IPv4 or IPv6 literal to connect to
@@ -63,6 +72,8 @@ struct SessionOptions {
   std::string helo_name = "localhost";
   std::uint16_t port = 25;
   TlsPolicy tls = TlsPolicy::opportunistic;
+  CertCheck cert_check = CertCheck::none;
+  std::string ca_file;  // PEM trust store for cert_check; "" = OpenSSL's default paths
   bool use_pipelining = true;  // pipeline when the server offers PIPELINING
   Timeouts timeouts;
 };
@@ -85,6 +96,11 @@ struct SessionInfo {
   std::string tls_protocol;  // "TLSv1.3"
   std::string tls_cipher;    // "TLS_AES_256_GCM_SHA384"
   bool tls_fallback = false; // plaintext retry after a failed STARTTLS (opportunistic)
+  // With a CertCheck other than none, after a handshake: "verified", or why the
+  // certificate did not verify ("hostname mismatch", "unable to get local issuer
+  // certificate", "no certificate"). "not checked" otherwise; "" without TLS.
+  std::string tls_verify;
+  bool tls_verified = false;
 };
 
 // Why a target did not give us a usable session.
@@ -93,6 +109,8 @@ struct ConnectFailure {
   std::string phase;               // "connect", "greeting", "ehlo", "helo", "starttls"
   boost::system::error_code error;  // set for network errors, timeouts, TLS failures
   Reply reply;                     // set when the server refused us with a reply
+  std::string detail;              // more about `error` when there is more to say
+                                   // (the certificate check's result)
 };
 
 struct Envelope {

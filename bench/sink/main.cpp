@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--store", options.store_dir, "store accepted messages as DIR/<listen-ip>/<unique>.eml");
   app.add_option("--stats", options.stats_file, "JSON counters, rewritten every 200 ms and on exit");
   app.add_flag("--tls", options.tls, "offer STARTTLS with an ephemeral self-signed certificate");
+  app.add_option("--tls-cert", options.tls_cert, "PEM certificate chain for STARTTLS (implies --tls)");
+  app.add_option("--tls-key", options.tls_key, "PEM private key for --tls-cert (default: the same file)");
   app.add_option("--threads", options.threads, "worker threads (io_contexts)")->check(CLI::Range(1U, 256U));
   app.add_option("--log-level", level, "trace, debug, info, warn, error, critical, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

@@ -130,11 +130,17 @@ Server::Server(ServerOptions options)
   if (options_.threads == 0 || options_.threads > kMaxThreads)
     throw UsageError("--threads must be 1.." + std::to_string(kMaxThreads));
   if (!options_.store_dir.empty()) store_.emplace(options_.store_dir, ips_of(addresses_));
-  if (options_.tls || options_.script.tls) {
+  if (options_.tls || options_.script.tls || !options_.tls_cert.empty()) {
     tls_.emplace(asio::ssl::context::tls_server);
     tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                       asio::ssl::context::no_sslv3);
-    install_ephemeral_certificate(tls_->native_handle());
+    if (options_.tls_cert.empty()) {
+      install_ephemeral_certificate(tls_->native_handle());
+    } else {
+      tls_->use_certificate_chain_file(options_.tls_cert.string());  // throws with OpenSSL's reason
+      tls_->use_private_key_file(options_.tls_key.empty() ? options_.tls_cert.string() : options_.tls_key.string(),
+                                 asio::ssl::context::pem);
+    }
   }
   shared_ = {&options_.script, &rules_, &stats_, store_ ? &*store_ : nullptr, tls_ ? &*tls_ : nullptr};
   for (const auto& a : addresses_) listen_infos_.push_back({a.ip, stats_.address(a.ip)});

@@ -28,6 +28,9 @@ struct ServerOptions {
   std::filesystem::path store_dir;   // empty: messages are counted, not stored
   std::filesystem::path stats_file;  // empty: no stats file
   bool tls = false;                  // offer STARTTLS (also when script.tls)
+  // PEM certificate chain and key for STARTTLS (tests of certificate checks, MTA-STS);
+  // empty: an ephemeral self-signed certificate. Setting them implies `tls`.
+  std::filesystem::path tls_cert, tls_key;
   unsigned threads = 1;              // worker io_contexts, one thread each
 };
 

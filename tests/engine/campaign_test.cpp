@@ -67,6 +67,27 @@ TEST_F(CampaignIntake, QueuesRecipientsWithFieldsAndSuppressesDuplicatesAndListe
   EXPECT_EQ(due.size(), 2u) << "suppressed recipients are never scheduled";
 }
 
+// Intake reads a suppression list of up to 100,000 entries into memory and looks a
+// longer one up address by address (engine/campaign.cpp): both must give the same
+// verdicts, case-insensitively.
+TEST_F(CampaignIntake, LongSuppressionListIsHonouredAddressByAddress) {
+  std::vector<queue::Suppression> entries;
+  for (int i = 0; i < 100'001; ++i) entries.push_back({"user" + std::to_string(i) + "@x.test", "import", 1});
+  entries.push_back({"blocked@x.test", "complaint", 1});
+  store_->suppress_all(entries);
+  test::write_file(dir_.path() / "recipients.csv",
+                   "email,name\nanna@x.test,Anna\nBlocked@X.test,B\nuser100000@x.test,U\nuser100001@x.test,V\n");
+  IntakeResult r = submit_campaign(*store_, spec(), 1000);
+  EXPECT_EQ(r.queued, 2u);
+  EXPECT_EQ(r.suppressed_by_reason["suppressed"], 2u);
+  std::vector<std::string> states;
+  store_->for_each_recipient(r.id, [&](const queue::Recipient& rec) {
+    states.push_back(rec.status.state == queue::State::suppressed ? rec.status.reason : "queued");
+    return true;
+  });
+  EXPECT_EQ(states, (std::vector<std::string>{"queued", "suppressed: complaint", "suppressed: import", "queued"}));
+}
+
 TEST_F(CampaignIntake, SameCampaignAgainResumesDifferentContentIsRefused) {
   test::write_file(dir_.path() / "recipients.csv", "email,name\na@x.test,A\n");
   auto first = submit_campaign(*store_, spec(), 1);

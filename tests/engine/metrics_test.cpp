@@ -63,6 +63,21 @@ TEST(Metrics, ProviderTrafficIsTheSumOfItsLinkedDomains) {
   EXPECT_EQ(find(snap.domains, "gmail.com")->provider, "google");
   EXPECT_EQ(find(snap.domains, "other.test")->provider, "");
   EXPECT_EQ(find(snap.domains, "other.test")->throttle_state(snap.taken_ms / 1000), ThrottleState::normal);
+  // No rate configured, but a slow-down put one in force: slowed, until it is lifted.
+  other.set_rate_limit(40);
+  snap = metrics.snapshot();
+  EXPECT_EQ(find(snap.domains, "other.test")->throttle_state(snap.taken_ms / 1000), ThrottleState::slowed);
+  other.set_rate_limit(0);
+  snap = metrics.snapshot();
+  EXPECT_EQ(find(snap.domains, "other.test")->throttle_state(snap.taken_ms / 1000), ThrottleState::normal);
+  // Only the connections halved (no rate measured yet): slowed as well.
+  other.set_configured_connections(10);
+  other.set_connection_limit(5);
+  snap = metrics.snapshot();
+  EXPECT_EQ(find(snap.domains, "other.test")->throttle_state(snap.taken_ms / 1000), ThrottleState::slowed);
+  other.set_connection_limit(10);
+  snap = metrics.snapshot();
+  EXPECT_EQ(find(snap.domains, "other.test")->throttle_state(snap.taken_ms / 1000), ThrottleState::normal);
 
   google.set_suspended_until(snap.taken_ms / 1000 + 60);
   snap = metrics.snapshot();

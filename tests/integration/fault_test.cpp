@@ -240,7 +240,8 @@ TEST(FaultyPeers, EveryRecipientEndsDeferredOrBouncedAsTheFaultDictatesWithoutHa
       const std::size_t i = fault_of.at(r["recipient"].get<std::string>());
       if (list[i].name != "TLS handshake fails (opportunistic)") continue;
       ASSERT_FALSE(r["attempt_log"].empty());
-      EXPECT_EQ(r["attempt_log"][0].value("tls_detail", ""), "plaintext after failed STARTTLS") << r.dump();
+      EXPECT_EQ(r["attempt_log"][0].value("tls_detail", ""), "plaintext after failed STARTTLS; policy=opportunistic")
+          << r.dump();
       EXPECT_FALSE(r["attempt_log"][0].value("tls", true));
       ++checked;
     }

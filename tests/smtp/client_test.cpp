@@ -876,5 +876,54 @@ TEST_F(ClientTest, ManyTransactionsOnOneSession) {
   loop_.run(opened.session->quit());
 }
 
+// Certificate checks (MTA-STS, RFC 8461 §4.2). The scripted server's certificate is
+// self-signed for "localhost": it never verifies against the default trust store.
+TEST_F(ClientTest, EnforcedCertificateCheckRefusesUnverifiedServerWithoutPlaintextRetry) {
+  test::ensure_test_certificate();
+  int connections = 0;
+  server_ = std::make_unique<ScriptedServer>([&](ServerConn& c) {
+    ++connections;
+    greet(c, {"STARTTLS"});
+    expect_line(c, "STARTTLS");
+    c.reply("220 2.0.0 Ready");
+    c.starttls();
+    expect_line(c, "QUIT");  // nothing else crosses the unverified channel
+  });
+  auto o = options(server_->port());
+  o.tls = TlsPolicy::opportunistic;  // even so: an enforced check never falls back
+  o.cert_check = CertCheck::enforce;
+  OpenResult opened = loop_.run(open_session({Target{"mx.test", "127.0.0.1"}}, o));
+  EXPECT_FALSE(opened.session);
+  ASSERT_EQ(opened.failures.size(), 1u);
+  EXPECT_EQ(opened.failures[0].phase, "starttls");
+  EXPECT_EQ(opened.failures[0].detail, "certificate verify failed: self-signed certificate");
+  finish_server();
+  EXPECT_EQ(connections, 1);
+}
+
+TEST_F(ClientTest, ReportedCertificateCheckRecordsTheVerdictAndGoesOn) {
+  test::ensure_test_certificate();
+  server_ = std::make_unique<ScriptedServer>([&](ServerConn& c) {
+    greet(c, {"STARTTLS"});
+    expect_line(c, "STARTTLS");
+    c.reply("220 2.0.0 Ready");
+    c.starttls();
+    expect_line(c, "EHLO client.test");
+    ehlo_reply(c, {"PIPELINING"});
+    serve_quit(c);
+  });
+  auto o = options(server_->port());
+  o.tls = TlsPolicy::opportunistic;
+  o.cert_check = CertCheck::report;
+  OpenResult opened = loop_.run(open_session({Target{"mx.test", "127.0.0.1"}}, o));
+  ASSERT_TRUE(opened.session);
+  const SessionInfo& info = opened.session->info();
+  EXPECT_TRUE(info.tls);
+  EXPECT_FALSE(info.tls_verified);
+  EXPECT_EQ(info.tls_verify, "self-signed certificate");
+  loop_.run(opened.session->quit());
+  finish_server();
+}
+
 }  // namespace
 }  // namespace kurier::smtp
