@@ -13,6 +13,7 @@ shift
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "${KURIER_SANITIZE_JOBS:-2}"
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 ctest --preset "$preset" --timeout 900 "$@"
