@@ -22,6 +22,7 @@
 #include "engine/hygiene.h"
 #include "engine/hygiene_dns.h"
 #include "engine/input_error.h"
+#include "engine/text_format.h"
 #include "engine/serve_command.h"
 #include "queue/store.h"
 
@@ -37,26 +38,6 @@ extern "C" void on_signal(int) {
     std::signal(SIGTERM, SIG_DFL);
     std::raise(SIGINT);
   }
-}
-
-std::string iso_time(std::int64_t ms) {
-  if (ms <= 0) return "";
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  return fmt::format("{}.{:03}Z", buf, ms % 1000);
-}
-
-std::string csv_field(const std::string& value) {
-  if (value.find_first_of(",\"\r\n") == std::string::npos) return value;
-  std::string out = "\"";
-  for (char c : value) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
 }
 
 std::unique_ptr<queue::Store> open_store(const Config& config) {

@@ -20,6 +20,7 @@
 #include "common/asio.h"
 #include "common/log.h"
 #include "dns/txt_lookup.h"
+#include "smtp/tls_trust.h"
 
 namespace kurier::engine {
 namespace {
@@ -79,26 +80,6 @@ std::int64_t now_ms() {
       .count();
 }
 
-// SSL contexts that verify the policy host, one per trust store; built once each.
-asio::ssl::context& https_context(const std::string& ca_file) {
-  static std::mutex mutex;
-  static std::map<std::string, std::unique_ptr<asio::ssl::context>> contexts;
-  std::lock_guard lock(mutex);
-  auto& slot = contexts[ca_file];
-  if (!slot) {
-    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_compression);
-    ctx->set_verify_mode(asio::ssl::verify_peer);
-    error_code ec;
-    if (ca_file.empty()) ctx->set_default_verify_paths(ec);
-    else ctx->load_verify_file(ca_file, ec);
-    if (ec) logger()->error("trust store unusable file=\"{}\" error=\"{}\"", ca_file, ec.message());
-    slot = std::move(ctx);
-  }
-  return *slot;
-}
-
 struct Fetched {
   std::string body;
   std::string error;  // "" on success
@@ -110,8 +91,9 @@ awaitable<Fetched> fetch_from(std::string host, std::string address, MtaStsOptio
   error_code ec;
   auto ip = asio::ip::make_address(address, ec);
   if (ec) co_return Fetched{{}, "bad address " + address};
-  beast::ssl_stream<beast::tcp_stream> stream(ex, https_context(options.ca_file));
+  beast::ssl_stream<beast::tcp_stream> stream(ex, smtp::trusting_client_context(options.ca_file));
   SSL* ssl = stream.native_handle();
+  SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);  // the shared context verifies nothing by itself
   SSL_set_tlsext_host_name(ssl, host.c_str());
   SSL_set1_host(ssl, host.c_str());  // RFC 8461 §3.3: the certificate must name the policy host
   auto& tcp = beast::get_lowest_layer(stream);

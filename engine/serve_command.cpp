@@ -35,6 +35,7 @@
 #include "engine/http_server.h"
 #include "engine/input_error.h"
 #include "engine/metrics.h"
+#include "engine/text_format.h"
 #include "queue/store.h"
 
 namespace kurier::engine {
@@ -56,16 +57,6 @@ constexpr std::size_t kTokenBytes = 32;
 constexpr std::chrono::milliseconds kStatusTimeout{3000};
 // `kurier top` refresh period.
 constexpr std::chrono::milliseconds kTopRefresh{1000};
-
-std::string iso_time(std::int64_t ms) {
-  if (ms <= 0) return "";
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::string hex(const unsigned char* data, std::size_t size) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -162,7 +153,7 @@ class CampaignCounts {
     for (const auto& [id, row] : rows_) {
       const auto& c = row.counts;
       out.push_back({{"campaign", row.campaign.name},
-                     {"created", iso_time(row.campaign.created_ms)},
+                     {"created", iso_time(row.campaign.created_ms, false)},
                      {"total", c.total()},
                      {"queued", c.queued},
                      {"delivered", c.delivered},
@@ -368,7 +359,7 @@ std::string cell_rate(const json& row) {
 
 std::string cell_until(std::int64_t until_s, std::int64_t now_s) {
   if (until_s <= now_s) return "-";
-  return fmt::format("{} ({}s)", iso_time(until_s * 1000).substr(11, 8), until_s - now_s);
+  return fmt::format("{} ({}s)", iso_time(until_s * 1000, false).substr(11, 8), until_s - now_s);
 }
 
 std::string cell_limit(const json& row) {
@@ -410,7 +401,7 @@ std::optional<nlohmann::json> fetch_live_status(const Config& config) {
 std::string format_live_status(const nlohmann::json& status, const std::optional<std::string>& campaign) {
   std::string out;
   const std::int64_t now_s = status.value("time", std::int64_t{0}) / 1000;
-  out += fmt::format("kurier serve: live status at {}\n\n", iso_time(status.value("time", std::int64_t{0})));
+  out += fmt::format("kurier serve: live status at {}\n\n", iso_time(status.value("time", std::int64_t{0}), false));
   table(out, status.value("domains", json::array()), "domain", now_s);
   const auto providers = status.value("providers", json::array());
   if (!providers.empty()) {

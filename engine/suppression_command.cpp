@@ -3,7 +3,6 @@
 // ~60 MB) so that one bad row stores nothing.
 #include "engine/suppression_command.h"
 
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <vector>
@@ -17,30 +16,11 @@
 #include "engine/csv.h"
 #include "engine/delivery.h"
 #include "engine/input_error.h"
+#include "engine/text_format.h"
 #include "queue/store.h"
 
 namespace kurier::engine {
 namespace {
-
-std::string iso_time(std::int64_t ms) {
-  if (ms <= 0) return "";
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  return fmt::format("{}.{:03}Z", buf, ms % 1000);
-}
-
-std::string csv_field(const std::string& value) {
-  if (value.find_first_of(",\"\r\n") == std::string::npos) return value;
-  std::string out = "\"";
-  for (char c : value) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
 
 std::string lower(std::string s) {
   for (auto& c : s)

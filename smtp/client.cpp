@@ -2,6 +2,7 @@
 // Coroutines on the caller's executor; a session never leaves the thread that opened it.
 // Network errors, timeouts and garbage replies come back as error_code values, never thrown.
 #include "smtp/client.h"
+#include "smtp/tls_trust.h"
 
 // g++ 12 false positive on Asio 1.74's awaitable frames: it pairs the frame's sized
 // operator delete with a global operator new it cannot see through.
@@ -66,32 +67,6 @@ asio::ssl::context& tls_context() {
     return ctx;
   }();
   return instance;
-}
-
-// Contexts that verify certificates, one per trust store file ("" = OpenSSL's default
-// paths). Verification itself is requested per connection (SSL_set1_host); the
-// context's mode stays verify_none so that CertCheck::report can finish a handshake
-// with a bad certificate and record why. Few distinct stores exist (one per config),
-// so the map never grows beyond a handful of entries.
-asio::ssl::context& verifying_context(const std::string& ca_file) {
-  static std::mutex mutex;
-  static std::map<std::string, std::unique_ptr<asio::ssl::context>> contexts;
-  std::lock_guard lock(mutex);
-  auto& slot = contexts[ca_file];
-  if (!slot) {
-    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_compression);
-    ctx->set_verify_mode(asio::ssl::verify_none);
-    error_code ec;
-    if (ca_file.empty()) ctx->set_default_verify_paths(ec);
-    else ctx->load_verify_file(ca_file, ec);
-    // An unreadable store verifies nothing: every check then fails with "unable to get
-    // local issuer certificate", which names the problem in the attempt log.
-    if (ec) logger()->error("tls trust store unusable file=\"{}\" error=\"{}\"", ca_file, ec.message());
-    slot = std::move(ctx);
-  }
-  return *slot;
 }
 
 // The result of the certificate check requested with SSL_set1_host, after a handshake.
@@ -382,7 +357,7 @@ awaitable<bool> upgrade(Conn& c, const SessionOptions& o, SessionInfo& info, Con
   // than read them as replies inside the TLS session (STARTTLS response injection).
   c.buf_begin = c.buf_end = 0;
   const bool check = o.cert_check != CertCheck::none;
-  c.tls.emplace(std::move(c.plain), check ? verifying_context(o.ca_file) : tls_context());
+  c.tls.emplace(std::move(c.plain), check ? trusting_client_context(o.ca_file) : tls_context());
   const std::string& host = info.target.host;
   if (!host.empty() && !is_ip_literal(host)) {
     // RFC 6066 §3: SNI carries host names only, never address literals.
@@ -480,6 +455,28 @@ awaitable<std::shared_ptr<Conn>> try_target(const Target& target, const SessionO
 }
 
 }  // namespace
+
+// Few distinct trust stores exist (one per config), so the map stays a handful of entries.
+asio::ssl::context& trusting_client_context(const std::string& ca_file) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<asio::ssl::context>> contexts;
+  std::lock_guard lock(mutex);
+  auto& slot = contexts[ca_file];
+  if (!slot) {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_compression);
+    ctx->set_verify_mode(asio::ssl::verify_none);
+    error_code ec;
+    if (ca_file.empty()) ctx->set_default_verify_paths(ec);
+    else ctx->load_verify_file(ca_file, ec);
+    // An unreadable store verifies nothing: every check then fails with "unable to get
+    // local issuer certificate", which names the problem in the attempt log.
+    if (ec) logger()->error("tls trust store unusable file=\"{}\" error=\"{}\"", ca_file, ec.message());
+    slot = std::move(ctx);
+  }
+  return *slot;
+}
 
 struct Session::Impl {
   enum class Step : std::uint8_t { mail, rcpt, data };
