@@ -6,13 +6,10 @@
 // a second pass judges every address. Reports addresses/s and the peak RSS of the
 // judging, and writes bench/results/hygiene.json and hygiene.md.
 // Usage: kurier-hygiene-bench [N] [RESULTS_DIR]. Single-threaded; exits 1 on failure.
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <array>
 #include <chrono>
-#include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -23,53 +20,20 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "engine/hygiene.h"
+#include "engine/text_format.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace kurier::engine;
+using kurier::bench::cpu_seconds;
+using kurier::bench::load_average;
+using kurier::bench::reset_peak_rss;
 
 constexpr std::size_t kDomains = 5000;
 constexpr double kTargetPerSecond = 200000;
-
-long peak_rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
-long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
-double cpu_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return tv(usage.ru_utime) + tv(usage.ru_stime);
-}
-
-double load_average() {
-  double load = -1;
-  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
-    std::fclose(f);
-  }
-  return load;
-}
-
-// Resets VmHWM to the current RSS: the peak then covers the judging only.
-void reset_peak_rss() {
-  std::ofstream clear("/proc/self/clear_refs");
-  clear << "5";
-}
 
 // DNS answered from a prefilled cache: what a resolver cache hit costs is a map lookup.
 class CachedMailHosts final : public MailHostLookup {
@@ -173,12 +137,8 @@ void for_each_line(const fs::path& file, Fn&& fn) {
 }
 
 std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return iso_time(std::chrono::duration_cast<std::chrono::milliseconds>(now).count(), false);
 }
 
 }  // namespace
@@ -197,7 +157,7 @@ int main(int argc, char** argv) {
     const auto file_bytes = fs::file_size(file);
 
     const Hygiene rules;  // built-in lists, default policies
-    const long rss_before_kib = rss_kib();
+    const long rss_before_kib = kurier::bench::proc_status_kib("VmRSS");
     reset_peak_rss();
     const double load = load_average();
     const double cpu_start = cpu_seconds();
@@ -217,7 +177,7 @@ int main(int argc, char** argv) {
     });
     const auto end = std::chrono::steady_clock::now();
     const double cpu_s = cpu_seconds() - cpu_start;
-    const long peak_kib = peak_rss_kib();
+    const long peak_kib = kurier::bench::proc_status_kib("VmHWM");
     fs::remove_all(work);
 
     const double total_s = std::chrono::duration<double>(end - start).count();

@@ -3,7 +3,6 @@
 // queue on disk, and reports the intake rate, the peak RSS of intake and the queue's
 // bytes per recipient on disk. Nothing is delivered. Single-threaded; exits 1 on any
 // failure, with the reason on stderr.
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,45 +16,18 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "engine/campaign.h"
 #include "queue/store.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using kurier::bench::cpu_seconds;
+using kurier::bench::load_average;
+using kurier::bench::reset_peak_rss;
 
 constexpr int kDomains = 50;
-
-// The kernel's high-water mark of this process's RSS (VmHWM), in KiB.
-long peak_rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
-// Resets VmHWM to the current RSS, so the peak measured covers intake only and not
-// the CSV generation before it.
-void reset_peak_rss() {
-  std::ofstream clear("/proc/self/clear_refs");
-  clear << "5";
-}
-
-double cpu_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return tv(usage.ru_utime) + tv(usage.ru_stime);
-}
-
-// The 1-minute load average: on a shared machine the wall-clock rate moves with it.
-double load_average() {
-  std::ifstream loadavg("/proc/loadavg");
-  double one_minute = -1;
-  loadavg >> one_minute;
-  return one_minute;
-}
 
 std::uint64_t directory_bytes(const fs::path& dir) {
   std::uint64_t total = 0;
@@ -117,7 +89,7 @@ int main(int argc, char** argv) {
 
     const auto spec = kurier::engine::load_campaign(work / "campaign.toml");
     reset_peak_rss();
-    const long rss_before = peak_rss_kib();
+    const long rss_before = kurier::bench::proc_status_kib("VmHWM");
     const double load_before = load_average();
     const double cpu_start = cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
@@ -137,7 +109,7 @@ int main(int argc, char** argv) {
       queued = intake.queued;
       disk_live = store->disk_bytes();
     }
-    peak = peak_rss_kib();  // includes the close: the flush must fit the budget too
+    peak = kurier::bench::proc_status_kib("VmHWM");  // includes the close: the flush must fit the budget too
     const auto disk_closed = directory_bytes(work / "queue");
     // Reopened: the WAL replayed into compressed SST files, the resting footprint.
     std::uint64_t disk_reopened = 0;

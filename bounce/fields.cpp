@@ -249,11 +249,9 @@ ScrapedNdr scrape_ndr(std::string_view text, std::size_t max_diagnostic_lines) {
   }
   // The returned headers: the first block of fields after the marker.
   if (cut < lines.size()) {
-    std::size_t start = text.size();
-    // Offset of the line after the marker.
-    std::size_t offset = 0;
-    for (std::size_t i = 0; i <= cut && i < lines.size(); ++i) offset = static_cast<std::size_t>(lines[i].data() - text.data()) + lines[i].size();
-    start = std::min(offset, text.size());
+    // From the end of the marker line on.
+    const std::size_t marker_end = static_cast<std::size_t>(lines[cut].data() - text.data()) + lines[cut].size();
+    const std::size_t start = std::min(marker_end, text.size());
     for (auto& block : parse_field_blocks(text.substr(start))) {
       if (block.size() >= 2 && !field(block, "Final-Recipient").size()) {
         out.returned_headers = std::move(block);
@@ -270,8 +268,8 @@ ScrapedNdr scrape_ndr(std::string_view text, std::size_t max_diagnostic_lines) {
   for (std::size_t i = 0; i < lines.size() && out.fallback_diagnostic.empty(); ++i) {
     const std::string_view t = trim(lines[i]);
     if (t.empty() || is_dated_header(t) || i > cut + 60) continue;
-    if (!carries_code(t)) continue;
     const ReplyParts parts = scan_reply(t);
+    if (parts.code == 0 && parts.enhanced.empty()) continue;  // carries no code
     if ((parts.code >= 200 && parts.code < 400) || parts.code == 354 || (parts.code == 0 && parts.enhanced.starts_with("2"))) {
       if (success_line.empty()) success_line = std::string(t);
       continue;

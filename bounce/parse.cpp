@@ -9,6 +9,7 @@
 #include <array>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -351,8 +352,23 @@ void add_candidate(Message& m, std::string address) {
   m.verp_candidates.push_back(std::move(address));
 }
 
+// The message's human-readable text scraped as an NDR, only when a DSN recipient
+// needs it (no Diagnostic-Code, or a "user unknown" to check): most DSNs never do.
+class LazyScrapedNdr {
+ public:
+  explicit LazyScrapedNdr(const Gathered& g) : g_(g) {}
+  const ScrapedNdr& get() {
+    if (!value_) value_ = scrape_ndr(joined_text(g_), kMaxDiagnosticLines);
+    return *value_;
+  }
+
+ private:
+  const Gathered& g_;
+  std::optional<ScrapedNdr> value_;
+};
+
 RecipientReport dsn_recipient(const FieldBlock& block, const Rules& rules, const std::vector<std::string>& texts,
-                              const ScrapedNdr& scraped) {
+                              LazyScrapedNdr& scraped) {
   RecipientReport r;
   r.recipient = strip_type_prefix(field(block, "Final-Recipient"));
   if (r.recipient.empty()) r.recipient = strip_type_prefix(field(block, "Original-Recipient"));
@@ -368,14 +384,14 @@ RecipientReport dsn_recipient(const FieldBlock& block, const Rules& rules, const
   std::string evidence = diagnostic;
   if (r.reply.empty()) {
     // No Diagnostic-Code: the human-readable part usually says what happened.
-    for (const auto& s : scraped.recipients)
+    for (const auto& s : scraped.get().recipients)
       if (iequals(s.address, r.recipient)) evidence = s.diagnostic;
     if (evidence.empty()) evidence = paragraph_mentioning(texts, r.recipient);
   }
   r.verdict = rules.classify_status(r.status, evidence);
   if (r.verdict.reason == "userunknown") {
     std::string context = evidence;
-    for (const auto& s : scraped.recipients)
+    for (const auto& s : scraped.get().recipients)
       if (iequals(s.address, r.recipient)) context += " " + s.diagnostic;
     if (rejected_after_data(evidence) || rejected_after_data(context)) r.verdict = rules.verdict_for("filtered");
   }
@@ -393,7 +409,7 @@ std::string_view implied_action(const RecipientReport& r, bool delay_subject) {
 
 bool from_dsn(const Gathered& g, const Rules& rules, bool delay_subject, Message& m) {
   std::vector<RecipientReport> failed, delayed, delivered;
-  const ScrapedNdr scraped = scrape_ndr(joined_text(g), kMaxDiagnosticLines);
+  LazyScrapedNdr scraped(g);
   for (std::size_t i = 0; i < g.dsn.size(); ++i) {
     const FieldBlock& block = g.dsn[i];
     if (field(block, "Final-Recipient").empty() && field(block, "Original-Recipient").empty()) continue;

@@ -1,18 +1,20 @@
 // Text helpers shared by the classifier and the parser (internal to bounce/):
-// ASCII case folding, trimming, reply-text normalisation and the scan of a
+// the common ASCII helpers (common/text.h), reply-text normalisation and the scan of a
 // diagnostic line for its reply code and enhanced status code. Pure; any thread.
 #pragma once
 
 #include <string>
 #include <string_view>
 
+#include "common/text.h"
+
 namespace kurier::bounce {
 
-std::string lower_ascii(std::string_view s);
-std::string_view trim(std::string_view s);
-bool iequals(std::string_view a, std::string_view b);
-bool icontains(std::string_view haystack, std::string_view needle);
-bool istarts_with(std::string_view s, std::string_view prefix);
+using text::icontains;
+using text::iequals;
+using text::istarts_with;
+using text::lower_ascii;
+using text::trim;
 
 // Lower case, whitespace runs folded to one space, reply-code tokens of multi-line
 // replies ("550-5.1.1", "550", "5.1.1") dropped and e-mail addresses replaced by

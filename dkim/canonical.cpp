@@ -8,6 +8,7 @@
 #include <bit>
 #include <string>
 
+#include "common/text.h"
 #include "dkim/detail.h"
 
 namespace kurier::dkim::detail {
@@ -16,21 +17,11 @@ namespace {
 
 bool is_wsp(char c) { return c == ' ' || c == '\t'; }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
 }  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 bool is_signed_header(std::string_view name) {
   for (std::string_view h : kSignedHeaders) {
-    if (iequals(name, h)) return true;
+    if (text::iequals(name, h)) return true;
   }
   return false;
 }
@@ -79,7 +70,7 @@ void append_relaxed_header(std::string_view field, std::string& out) {
   const std::size_t old_size = out.size();
   out.resize(old_size + field.size() + 1);
   char* dst = out.data() + old_size;
-  for (char c : name) *dst++ = lower(c);
+  for (char c : name) *dst++ = text::lower_char(c);
   *dst++ = ':';
   bool started = false;  // leading WSP of the value is dropped
   bool space = false;    // a WSP run is pending: written as one SP before the next character

@@ -73,6 +73,13 @@ bool aligned(std::string_view key_domain, std::string_view from_domain);
 
 std::string base64(const unsigned char* data, std::size_t size);
 
+// The oldest queued OpenSSL error as text, for messages; clears the queue so the next
+// failure does not report a stale error.
+std::string openssl_error();
+
+// public_record() (signer.h) of a key already in memory; `key_file` names it in a KeyError.
+std::string public_record(EVP_PKEY* key, Algorithm algorithm, const std::filesystem::path& key_file);
+
 // The header fields DKIM signs when present (signer.h), lower case.
 inline constexpr std::array<std::string_view, 10> kSignedHeaders = {
     "from",         "to",
@@ -102,8 +109,6 @@ ParsedMessage parse_message(std::string_view wire);
 void parse_message(std::string_view wire, ParsedMessage& out);
 
 bool is_signed_header(std::string_view name);
-// ASCII case-insensitive equality (header field names).
-bool iequals(std::string_view a, std::string_view b);
 
 // RFC 6376 §3.4.2 relaxed header canonicalisation of one field, appended to `out`
 // without the trailing CRLF: name lower-cased, unfolded, runs of WSP as one SP, no WSP

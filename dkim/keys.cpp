@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
 #include "dkim/detail.h"
 
 namespace kurier::dkim {
@@ -34,19 +35,6 @@ struct BioFree {
   void operator()(BIO* bio) const noexcept { BIO_free(bio); }
 };
 using BioPtr = std::unique_ptr<BIO, BioFree>;
-
-// The oldest queued OpenSSL error as text (then clears the queue), for messages.
-std::string openssl_error() {
-  unsigned long code = ERR_peek_last_error();
-  std::string text;
-  if (code != 0) {
-    char buf[256];
-    ERR_error_string_n(code, buf, sizeof buf);
-    text = buf;
-  }
-  ERR_clear_error();
-  return text.empty() ? "unknown OpenSSL error" : text;
-}
 
 // Refuses to decrypt: a DKIM key is used unattended, and OpenSSL would otherwise ask
 // on the terminal.
@@ -65,14 +53,6 @@ std::string read_key_file(const std::filesystem::path& file) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw KeyError(file, std::string("cannot read: ") + std::strerror(errno));
   return text;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
 }
 
 }  // namespace
@@ -110,8 +90,8 @@ void check_dns_name(std::string_view name, const char* what) {
 }
 
 bool aligned(std::string_view key_domain, std::string_view from_domain) {
-  std::string key = lower(key_domain);
-  std::string from = lower(from_domain);
+  std::string key = text::lower_ascii(key_domain);
+  std::string from = text::lower_ascii(from_domain);
   if (key == from) return true;
   return from.size() > key.size() && from.ends_with(key) && from[from.size() - key.size() - 1] == '.';
 }
@@ -134,7 +114,7 @@ LoadedKey load_key(KeySpec spec) {
   if (!bio) throw KeyError(file, "out of memory");
   detail::PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_password, nullptr));
   OPENSSL_cleanse(text.data(), text.size());
-  if (!key) throw KeyError(file, "not a readable PEM private key (" + openssl_error() + ")");
+  if (!key) throw KeyError(file, "not a readable PEM private key (" + detail::openssl_error() + ")");
 
   LoadedKey loaded;
   switch (EVP_PKEY_get_base_id(key.get())) {
@@ -158,6 +138,35 @@ LoadedKey load_key(KeySpec spec) {
   return loaded;
 }
 
+std::string openssl_error() {
+  unsigned long code = ERR_peek_last_error();
+  std::string text;
+  if (code != 0) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof buf);
+    text = buf;
+  }
+  ERR_clear_error();
+  return text.empty() ? "unknown OpenSSL error" : text;
+}
+
+std::string public_record(EVP_PKEY* key, Algorithm algorithm, const std::filesystem::path& key_file) {
+  if (algorithm == Algorithm::ed25519_sha256) {
+    // RFC 8463 §4.2: the bare 32-byte public key, not a SubjectPublicKeyInfo.
+    unsigned char raw[32];
+    std::size_t size = sizeof raw;
+    if (EVP_PKEY_get_raw_public_key(key, raw, &size) != 1)
+      throw KeyError(key_file, "cannot extract the Ed25519 public key (" + openssl_error() + ")");
+    return "v=DKIM1; k=ed25519; p=" + base64(raw, size);
+  }
+  unsigned char* der = nullptr;
+  int size = i2d_PUBKEY(key, &der);
+  if (size <= 0) throw KeyError(key_file, "cannot encode the RSA public key (" + openssl_error() + ")");
+  std::string p = base64(der, static_cast<std::size_t>(size));
+  OPENSSL_free(der);
+  return "v=DKIM1; k=rsa; p=" + p;
+}
+
 }  // namespace detail
 
 Algorithm key_algorithm(const std::filesystem::path& key_file) {
@@ -166,22 +175,7 @@ Algorithm key_algorithm(const std::filesystem::path& key_file) {
 
 std::string public_record(const std::filesystem::path& key_file) {
   detail::LoadedKey loaded = detail::load_key(KeySpec{"", "", key_file});
-  std::string p;
-  if (loaded.algorithm == Algorithm::ed25519_sha256) {
-    // RFC 8463 §4.2: the bare 32-byte public key, not a SubjectPublicKeyInfo.
-    unsigned char raw[32];
-    std::size_t size = sizeof raw;
-    if (EVP_PKEY_get_raw_public_key(loaded.key.get(), raw, &size) != 1)
-      throw KeyError(key_file, "cannot extract the Ed25519 public key (" + openssl_error() + ")");
-    p = detail::base64(raw, size);
-    return "v=DKIM1; k=ed25519; p=" + p;
-  }
-  unsigned char* der = nullptr;
-  int size = i2d_PUBKEY(loaded.key.get(), &der);
-  if (size <= 0) throw KeyError(key_file, "cannot encode the RSA public key (" + openssl_error() + ")");
-  p = detail::base64(der, static_cast<std::size_t>(size));
-  OPENSSL_free(der);
-  return "v=DKIM1; k=rsa; p=" + p;
+  return detail::public_record(loaded.key.get(), loaded.algorithm, key_file);
 }
 
 std::string keygen(Algorithm algorithm, const std::string& domain, const std::string& selector,
@@ -192,11 +186,11 @@ std::string keygen(Algorithm algorithm, const std::string& domain, const std::st
   detail::PkeyPtr key(algorithm == Algorithm::rsa_sha256
                           ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<std::size_t>(kKeygenRsaBits))
                           : EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
-  if (!key) throw KeyError(key_out, "key generation failed (" + openssl_error() + ")");
+  if (!key) throw KeyError(key_out, "key generation failed (" + detail::openssl_error() + ")");
 
   BioPtr mem(BIO_new(BIO_s_mem()));
   if (!mem || PEM_write_bio_PrivateKey(mem.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
-    throw KeyError(key_out, "cannot encode the key (" + openssl_error() + ")");
+    throw KeyError(key_out, "cannot encode the key (" + detail::openssl_error() + ")");
   char* pem = nullptr;
   long pem_size = BIO_get_mem_data(mem.get(), &pem);
 
@@ -230,7 +224,7 @@ std::string keygen(Algorithm algorithm, const std::string& domain, const std::st
     throw KeyError(key_out, std::string("cannot close: ") + std::strerror(err));
   }
 
-  return zone_record(domain, selector, public_record(key_out));
+  return zone_record(domain, selector, detail::public_record(key.get(), algorithm, key_out));
 }
 
 std::string zone_record(const std::string& domain, const std::string& selector, std::string_view value) {
@@ -298,7 +292,7 @@ std::string record_mismatch(std::string_view published, std::string_view expecte
   const std::string published_type = k != nullptr ? *k : "rsa";
   const std::string* want_k = find_tag(want, "k");
   const std::string want_type = want_k != nullptr ? *want_k : "rsa";
-  if (lower(published_type) != want_type) return "k=" + published_type + " is published, the key is k=" + want_type;
+  if (text::lower_ascii(published_type) != want_type) return "k=" + published_type + " is published, the key is k=" + want_type;
   const std::string* want_p = find_tag(want, "p");
   if (want_p == nullptr || *p != *want_p) return "p= is a different public key";
   return "";

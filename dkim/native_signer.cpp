@@ -15,7 +15,6 @@
 // parsing, canonicalisation and building the field. Hence: the body reaches the digest
 // in spans of the message itself (relaxed_body), and contexts and buffers are set up
 // once per thread of work and reused (Workspace).
-#include <openssl/err.h>
 #include <openssl/rsa.h>
 
 #include <charconv>
@@ -25,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/text.h"
 #include "dkim/detail.h"
 
 namespace kurier::dkim {
@@ -43,11 +43,7 @@ struct MdFree {
 };
 
 [[noreturn]] void crypto_failure(const char* what) {
-  unsigned long code = ERR_peek_last_error();
-  char buf[256] = "unknown error";
-  if (code != 0) ERR_error_string_n(code, buf, sizeof buf);
-  ERR_clear_error();
-  throw SignError(std::string("DKIM: ") + what + " failed: " + buf);
+  throw SignError(std::string("DKIM: ") + what + " failed: " + detail::openssl_error());
 }
 
 // Base64 of `size` bytes into `out` (room for 4 * ceil(size / 3) + 1 bytes).
@@ -177,11 +173,11 @@ class NativeSigner final : public Signer {
     bool has_from = false;
     for (const HeaderField& field : fields) {
       if (!is_signed_header(field.name)) continue;
-      has_from = has_from || iequals(field.name, "from");
+      has_from = has_from || text::iequals(field.name, "from");
       if (!ws->names.empty()) ws->names += ':';
       ws->names += field.name;
       for (std::size_t j = fields.size(); j-- > 0;) {
-        if (!ws->hashed[j] && iequals(fields[j].name, field.name)) {
+        if (!ws->hashed[j] && text::iequals(fields[j].name, field.name)) {
           ws->hashed[j] = true;
           append_relaxed_header(fields[j].text, ws->headers);
           ws->headers += "\r\n";
@@ -299,7 +295,7 @@ std::unique_ptr<Signer> Signer::create(std::vector<KeySpec> keys, std::string_vi
     detail::check_dns_name(spec.domain, "domain");
     detail::check_dns_name(spec.selector, "selector");
     for (const detail::LoadedKey& other : loaded) {
-      if (detail::iequals(other.spec.domain, spec.domain) && detail::iequals(other.spec.selector, spec.selector))
+      if (text::iequals(other.spec.domain, spec.domain) && text::iequals(other.spec.selector, spec.selector))
         throw std::invalid_argument("DKIM: two keys for " + spec.selector + "._domainkey." + spec.domain);
     }
     if (!detail::aligned(spec.domain, from_domain)) {

@@ -16,6 +16,7 @@
 #include <opendkim/dkim.h>
 #undef _Bool
 
+#include "common/text.h"
 #include "dkim/detail.h"
 
 namespace kurier::dkim::detail {
@@ -61,13 +62,14 @@ class OpendkimSigner final : public Signer {
     lib_.reset(dkim_init(nullptr, nullptr));
     if (!lib_) throw std::runtime_error("DKIM: dkim_init failed");
     // The fixed list of signer.h; libopendkim signs those present.
-    static const char* signed_headers[] = {"from",         "to",
-                                           "subject",      "date",
-                                           "message-id",   "mime-version",
-                                           "content-type", "list-unsubscribe",
-                                           "list-unsubscribe-post", "feedback-id",
-                                           nullptr};
-    DKIM_STAT status = dkim_options(lib_.get(), DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, const_cast<char**>(signed_headers),
+    // kSignedHeaders holds string literals, so each data() is NUL-terminated.
+    static const auto signed_headers = [] {
+      std::array<const char*, detail::kSignedHeaders.size() + 1> names{};  // ends in nullptr
+      for (std::size_t i = 0; i < detail::kSignedHeaders.size(); ++i) names[i] = detail::kSignedHeaders[i].data();
+      return names;
+    }();
+    DKIM_STAT status = dkim_options(lib_.get(), DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
+                                    const_cast<char**>(signed_headers.data()),
                                     sizeof(char**));  // libopendkim checks len == sizeof its char** member
     if (status != DKIM_STAT_OK) throw std::runtime_error("DKIM: " + describe("dkim_options(SIGNHDRS)", status, nullptr));
 
@@ -103,7 +105,7 @@ class OpendkimSigner final : public Signer {
     const ParsedMessage parsed = parse_message(message);
     bool has_from = false;
     for (const HeaderField& field : parsed.fields) {
-      has_from = has_from || iequals(field.name, "from");
+      has_from = has_from || text::iequals(field.name, "from");
     }
     if (!has_from) throw SignError("DKIM: message has no From field");
 

@@ -18,6 +18,7 @@
 
 #include "common/asio.h"
 #include "common/log.h"
+#include "dns/ares_setup.h"
 #include "dns/message.h"
 #include "dns/mx_resolver.h"
 
@@ -35,13 +36,6 @@ constexpr std::size_t kMaxCacheEntries = 100000;
 // RFC 1035 §2.3.4 limits; longer names cannot exist, so they are answered without a query.
 constexpr std::size_t kMaxNameLength = 253;
 constexpr std::size_t kMaxLabelLength = 63;
-
-void init_library_once() {
-  // ares_library_init is not thread-safe; a function-local static is initialised exactly
-  // once even when resolvers are created on several worker threads at the same time.
-  static const int rc = ares_library_init(ARES_LIB_INIT_ALL);
-  if (rc != ARES_SUCCESS) throw std::runtime_error(std::string("ares_library_init: ") + ares_strerror(rc));
-}
 
 bool valid_domain(const std::string& name) {
   if (name.empty() || name.size() > kMaxNameLength) return false;
@@ -146,11 +140,6 @@ class CaresResolver final : public MxResolver {
  public:
   CaresResolver(asio::io_context& io, ResolverOptions options)
       : io_(io), options_(std::move(options)), timer_(io), rng_(std::random_device{}()), log_(log::get("dns")) {
-    init_library_once();
-    if (options_.timeout.count() <= 0 || options_.timeout.count() > std::numeric_limits<int>::max())
-      throw std::runtime_error("dns: timeout must be positive");
-    if (options_.tries < 1) throw std::runtime_error("dns: tries must be at least 1");
-
     ares_options opts{};
     // NOCHECKRESP: c-ares 1.18 answers a SERVFAIL or REFUSED response with
     // ARES_ECONNREFUSED (its initial error_status is never updated), which would hide
@@ -158,29 +147,9 @@ class CaresResolver final : public MxResolver {
     // its rcode; the cost is that such a response is not retried at the next server
     // (timeouts and unreachable servers still are).
     opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_NOCHECKRESP;
-    opts.timeout = static_cast<int>(options_.timeout.count());  // ms with ARES_OPT_TIMEOUTMS
-    opts.tries = options_.tries;
     opts.sock_state_cb = &CaresResolver::on_socket_state;
     opts.sock_state_cb_data = this;
-    const int mask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
-    if (int rc = ares_init_options(&channel_, &opts, mask); rc != ARES_SUCCESS)
-      throw std::runtime_error(std::string("dns: ares_init_options: ") + ares_strerror(rc));
-
-    if (options_.servers.empty()) {
-      servers_text_ = "system resolvers";
-    } else {
-      for (const auto& s : options_.servers) {
-        if (s.empty() || s.find(',') != std::string::npos) {
-          ares_destroy(channel_);
-          throw std::runtime_error("dns: bad server \"" + s + "\"");
-        }
-        servers_text_ += (servers_text_.empty() ? "" : ",") + s;
-      }
-      if (int rc = ares_set_servers_ports_csv(channel_, servers_text_.c_str()); rc != ARES_SUCCESS) {
-        ares_destroy(channel_);
-        throw std::runtime_error("dns: bad servers \"" + servers_text_ + "\": " + ares_strerror(rc));
-      }
-    }
+    channel_ = detail::open_channel(options_, opts, ARES_OPT_FLAGS | ARES_OPT_SOCK_STATE_CB, servers_text_);
   }
 
   CaresResolver(const CaresResolver&) = delete;

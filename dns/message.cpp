@@ -10,6 +10,8 @@
 #include <array>
 #include <memory>
 
+#include "common/text.h"
+
 namespace kurier::dns::wire {
 namespace {
 
@@ -155,8 +157,7 @@ bool parse_section(Reader& r, std::uint16_t count, std::vector<Record>& out, con
 
 std::string normalize_name(std::string name) {
   while (!name.empty() && name.back() == '.') name.pop_back();
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); });
+  std::transform(name.begin(), name.end(), name.begin(), text::lower_char);
   return name;
 }
 

@@ -8,9 +8,10 @@
 
 #include <array>
 #include <cerrno>
-#include <limits>
 #include <memory>
 #include <stdexcept>
+
+#include "dns/ares_setup.h"
 
 namespace kurier::dns {
 
@@ -18,12 +19,6 @@ namespace {
 
 constexpr int kClassIn = 1;
 constexpr int kTypeTxt = 16;
-
-void init_library_once() {
-  // ares_library_init is not thread-safe; a function-local static runs it exactly once.
-  static const int rc = ares_library_init(ARES_LIB_INIT_ALL);
-  if (rc != ARES_SUCCESS) throw std::runtime_error(std::string("ares_library_init: ") + ares_strerror(rc));
-}
 
 struct ChannelDestroy {
   void operator()(ares_channel channel) const noexcept { ares_destroy(channel); }
@@ -107,44 +102,11 @@ void run(ares_channel channel, const Query& query) {
 
 }  // namespace
 
-const char* to_string(TxtStatus status) {
-  switch (status) {
-    case TxtStatus::ok: return "ok";
-    case TxtStatus::nxdomain: return "nxdomain";
-    case TxtStatus::nodata: return "nodata";
-    case TxtStatus::temporary: return "temporary";
-  }
-  return "unknown";
-}
-
 TxtResult lookup_txt(const std::string& name, const ResolverOptions& options) {
-  init_library_once();
-  if (options.timeout.count() <= 0 || options.timeout.count() > std::numeric_limits<int>::max())
-    throw std::runtime_error("dns: timeout must be positive");
-  if (options.tries < 1) throw std::runtime_error("dns: tries must be at least 1");
-
   ares_options opts{};
   opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;  // the name is absolute
-  opts.timeout = static_cast<int>(options.timeout.count());  // ms with ARES_OPT_TIMEOUTMS
-  opts.tries = options.tries;
-  ares_channel raw = nullptr;
-  if (int rc = ares_init_options(&raw, &opts, ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES); rc != ARES_SUCCESS)
-    throw std::runtime_error(std::string("dns: ares_init_options: ") + ares_strerror(rc));
-  ChannelPtr channel(raw);
-
   Query query;
-  if (options.servers.empty()) {
-    query.servers = "system resolvers";
-  } else {
-    std::string csv;
-    for (const auto& s : options.servers) {
-      if (s.empty() || s.find(',') != std::string::npos) throw std::runtime_error("dns: bad server \"" + s + "\"");
-      csv += (csv.empty() ? "" : ",") + s;
-    }
-    if (int rc = ares_set_servers_ports_csv(channel.get(), csv.c_str()); rc != ARES_SUCCESS)
-      throw std::runtime_error("dns: bad servers \"" + csv + "\": " + ares_strerror(rc));
-    query.servers = csv;
-  }
+  ChannelPtr channel(detail::open_channel(options, opts, ARES_OPT_FLAGS, query.servers));
   ares_query(channel.get(), name.c_str(), kClassIn, kTypeTxt, &on_answer, &query);
   run(channel.get(), query);
   return query.result;

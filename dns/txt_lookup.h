@@ -1,5 +1,6 @@
-// TXT lookups for command-line tools (`kurier dkim check`: is the published DKIM key
-// record the one for our key?).
+// Blocking TXT lookups: `kurier dkim check` (is the published DKIM key record the one
+// for our key?) and MTA-STS's _mta-sts record (engine/mta_sts.cpp, on its own small
+// thread pool, so delivery workers never block on it).
 //
 // Contract: lookup_txt(name, options) asks the configured servers (or the system's
 // resolvers) for the TXT records at `name` and blocks until the answer, a failure, or
@@ -11,9 +12,10 @@
 //   - SERVFAIL, REFUSED, timeouts, malformed answers -> TxtStatus::temporary.
 // No cache: every call queries.
 //
-// Why blocking and separate from MxResolver: the delivery engine never needs TXT, and a
-// one-shot CLI check gains nothing from the io_context bridge; this keeps c-ares inside
-// dns/ all the same. Threading: any thread; each call has its own c-ares channel.
+// Why blocking and separate from MxResolver: a one-shot CLI check gains nothing from the
+// io_context bridge, and MTA-STS asks once per domain and minute. The cost is a thread
+// blocked per query and a new channel each time; an async TXT query on MxResolver would
+// remove both. Threading: any thread; each call has its own c-ares channel.
 // Throws std::runtime_error on invalid options (bad server string) or c-ares init failure.
 #pragma once
 
@@ -25,8 +27,6 @@
 namespace kurier::dns {
 
 enum class TxtStatus { ok, nxdomain, nodata, temporary };
-
-const char* to_string(TxtStatus status);
 
 struct TxtResult {
   TxtStatus status = TxtStatus::temporary;

@@ -11,6 +11,8 @@
 
 #include <idn2.h>
 
+#include "common/text.h"
+
 namespace kurier::engine {
 namespace {
 
@@ -123,8 +125,7 @@ std::optional<std::string> ip_literal_problem(std::string_view literal, const Ad
 // libidn2 (IDNA2008 with the UTS #46 non-transitional mapping: "ß" stays "ß", as
 // browsers and current resolvers do); "xn--" labels are checked the same way.
 std::optional<std::string> to_ascii_domain(std::string_view domain, std::string& out) {
-  out.assign(domain);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  out = text::lower_ascii(domain);
   const bool idn = has_8bit(out) || out.starts_with("xn--") || out.find(".xn--") != std::string::npos;
   if (!idn) return std::nullopt;
   if (has_8bit(out) && !valid_utf8(out)) return "domain is not valid UTF-8";
@@ -155,8 +156,7 @@ AddressCheck parse_address(std::string_view address, const AddressRules& rules) 
   parsed.local = local;
   if (!domain.empty() && domain.front() == '[') {
     if (auto p = ip_literal_problem(domain, rules)) return fail(*p);
-    parsed.domain.assign(domain);
-    for (auto& c : parsed.domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    parsed.domain = text::lower_ascii(domain);
     parsed.ip_literal = true;
   } else {
     if (domain.empty()) return fail("empty domain");
@@ -177,9 +177,7 @@ std::optional<std::string> address_problem(std::string_view address) {
 std::string domain_of(std::string_view address) {
   std::size_t at = address.rfind('@');
   if (at == std::string_view::npos) return {};
-  std::string domain(address.substr(at + 1));
-  for (auto& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return domain;
+  return text::lower_ascii(address.substr(at + 1));
 }
 
 std::string ascii_domain_of(std::string_view address) {

@@ -6,17 +6,12 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "common/text.h"
+#include "engine/address.h"
 #include "engine/input_error.h"
 
 namespace kurier::engine {
 namespace {
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
 
 // "Name <b+tok@d>" or "<b+tok@d>" or "b+tok@d" -> "b+tok@d".
 std::string_view bare_address(std::string_view text) {
@@ -29,11 +24,6 @@ std::string_view bare_address(std::string_view text) {
   return text;
 }
 
-std::string_view domain_part(std::string_view address) {
-  auto at = address.rfind('@');
-  return at == std::string_view::npos ? std::string_view{} : address.substr(at + 1);
-}
-
 std::string clip(std::string text, std::size_t limit) {
   if (text.size() > limit) text.resize(limit);
   return text;
@@ -42,7 +32,7 @@ std::string clip(std::string text, std::size_t limit) {
 // Feedback types (RFC 5965 and common practice) that mean "stop sending" rather than
 // "this is abuse": recorded as unsubscribe.
 bool is_unsubscribe(std::string_view feedback_type) {
-  auto t = lower(feedback_type);
+  auto t = text::lower_ascii(feedback_type);
   return t == "opt-out" || t == "optout" || t == "unsubscribe";
 }
 
@@ -50,30 +40,17 @@ bool is_unsubscribe(std::string_view feedback_type) {
 // forwarded address rather than the one we sent to).
 const bounce::RecipientReport* report_for(const bounce::Message& message, std::string_view address) {
   if (message.recipients.empty()) return nullptr;
-  const auto want = lower(address);
+  const auto want = text::lower_ascii(address);
   for (const auto& r : message.recipients)
-    if (lower(bare_address(r.recipient)) == want) return &r;
+    if (text::lower_ascii(bare_address(r.recipient)) == want) return &r;
   return &message.recipients.front();
 }
 
 }  // namespace
 
-std::string_view kind_name(bounce::Kind kind) {
-  switch (kind) {
-    case bounce::Kind::bounce: return "bounce";
-    case bounce::Kind::delay: return "delay";
-    case bounce::Kind::autoreply: return "autoreply";
-    case bounce::Kind::feedback: return "feedback";
-    case bounce::Kind::reply: return "reply";
-    case bounce::Kind::unknown: return "unknown";
-    case bounce::Kind::delivered: return "delivered";
-  }
-  return "unknown";
-}
-
 void ApplyStats::add(const bounce::Message& message, const ApplyResult& result) {
   ++messages;
-  ++by_kind[std::string(kind_name(message.kind))];
+  ++by_kind[std::string(bounce::to_string(message.kind))];
   if (result.matched) {
     ++matched;
   } else {
@@ -103,7 +80,7 @@ std::optional<queue::Recipient> BounceApplier::match(const bounce::Message& mess
     // The MAC covers the ids only; the domain must still be the one the campaign sent
     // with, or a token copied to another domain would match.
     auto campaign = store_.campaign(ids->campaign);
-    if (!campaign || lower(domain_part(address)) != lower(campaign->verp_domain)) continue;
+    if (!campaign || domain_of(address) != text::lower_ascii(campaign->verp_domain)) continue;
     return recipient;
   }
   return std::nullopt;
@@ -154,7 +131,7 @@ ApplyResult BounceApplier::apply(const bounce::Message& message, std::int64_t no
       break;
     }
     case bounce::Kind::feedback: {
-      const std::string type = message.feedback_type.empty() ? "abuse" : lower(message.feedback_type);
+      const std::string type = message.feedback_type.empty() ? "abuse" : text::lower_ascii(message.feedback_type);
       event.category = "other";
       event.detail = type;
       if (is_unsubscribe(type)) {

@@ -54,8 +54,6 @@ struct ApplyStats {
   void add(const bounce::Message& message, const ApplyResult& result);
 };
 
-std::string_view kind_name(bounce::Kind kind);
-
 class BounceApplier {
  public:
   // Longest event detail kept (status + diagnostic text): enough for any real

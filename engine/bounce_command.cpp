@@ -2,30 +2,18 @@
 // so bad input gives exit 2 and no partial output. Main thread.
 #include "engine/bounce_command.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 #include "bounce/bounce.h"
 #include "engine/input_error.h"
+#include "engine/mailbox.h"
 #include "engine/verp.h"
 
 namespace kurier::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_file(const fs::path& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw InputError(path.string(), 0, "", "is a directory, not a message file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path.string(), 0, "", "cannot read the file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 struct ClassifySettings {
   std::optional<Verp> verp;
@@ -79,7 +67,7 @@ int bounce_classify_command(const BounceClassifyOptions& options, std::ostream& 
 
   std::vector<std::string> contents;
   contents.reserve(options.files.size());
-  for (const auto& file : options.files) contents.push_back(read_file(file));
+  for (const auto& file : options.files) contents.push_back(read_message_file(file));
 
   for (std::size_t i = 0; i < options.files.size(); ++i) {
     const bounce::Message message = bounce::parse(contents[i], rules);

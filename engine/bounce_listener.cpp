@@ -7,13 +7,14 @@
 #include <atomic>
 #include <mutex>
 #include <set>
-#include <thread>
 
 #include "bounce/bounce.h"
 #include "common/asio.h"
 #include "common/log.h"
+#include "common/text.h"
+#include "engine/address.h"
 #include "engine/delivery.h"
-#include "engine/http_server.h"
+#include "engine/tcp_acceptor.h"
 
 #include <boost/beast/core.hpp>
 
@@ -36,13 +37,6 @@ std::string upper(std::string_view text) {
   std::string out(text);
   for (auto& c : out)
     if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return out;
-}
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
 }
 
@@ -81,47 +75,10 @@ std::uint64_t size_param(std::string_view params) {
 struct BounceListener::Impl {
   Impl(Handler handler_in, DomainFilter filter_in, BounceListenerOptions options_in)
       : handler(std::move(handler_in)), accept_domain(std::move(filter_in)), options(std::move(options_in)) {
-    auto hp = parse_host_port(options.listen);
-    if (!hp) throw std::runtime_error("bounce listener: not a host:port address: \"" + options.listen + "\"");
-    error_code ec;
-    tcp::resolver resolver(io);
-    auto endpoints = resolver.resolve(hp->host, std::to_string(hp->port), ec);
-    if (ec || endpoints.empty())
-      throw std::runtime_error("bounce listener: cannot resolve " + options.listen + ": " + ec.message());
-    tcp::endpoint endpoint = endpoints.begin()->endpoint();
-    acceptor.open(endpoint.protocol(), ec);
-    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.bind(endpoint, ec);
-    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) throw std::runtime_error("bounce listener: cannot listen on " + options.listen + ": " + ec.message());
-    port = acceptor.local_endpoint().port();
+    server.bind(options.listen, "bounce listener");
   }
 
-  void start() {
-    if (started.exchange(true)) return;
-    asio::co_spawn(io, accept_loop(this), [this](std::exception_ptr error) { log_crash(error, "accept"); });
-    thread = std::thread([this] { io.run(); });
-  }
-
-  void stop() {
-    if (stopping.exchange(true)) return;
-    asio::post(io, [this] {
-      error_code ignored;
-      acceptor.close(ignored);
-    });
-    pool.join();  // the message being applied finishes and posts its answer
-    io.stop();    // open connections are dropped with their coroutine frames
-    if (thread.joinable()) thread.join();
-  }
-
-  void log_crash(std::exception_ptr error, const char* what) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      log->error("event=bounce_listener_{}_crashed error=\"{}\"", what, e.what());
-    }
-  }
+  void start();
 
   template <typename F>
   void count(F&& f) {
@@ -129,24 +86,16 @@ struct BounceListener::Impl {
     f(stats);
   }
 
-  static asio::awaitable<void> accept_loop(Impl* self);
-
   Handler handler;
   DomainFilter accept_domain;
   BounceListenerOptions options;
   std::shared_ptr<spdlog::logger> log = kurier::log::get("bounce");
-  asio::io_context io{1};
-  tcp::acceptor acceptor{io};
-  // One thread: each message is one synced write; applying them one after another
-  // lets RocksDB's write group do the rest.
-  asio::thread_pool pool{1};
-  std::atomic<std::size_t> connections{0};
   std::atomic<bool> started{false};
-  std::atomic<bool> stopping{false};
-  std::uint16_t port = 0;
-  std::thread thread;
   mutable std::mutex stats_mutex;
   BounceListenerStats stats;
+  // One pool thread: each message is one synced write; applying them one after another
+  // lets RocksDB's write group do the rest. Last: stopped and destroyed first.
+  TcpAcceptor server{log, "bounce_listener", 1, kMaxConnections};
 };
 
 namespace {
@@ -286,11 +235,10 @@ class Session {
     if (!path || path->path.empty()) co_return co_await error("501 5.5.4 Syntax: RCPT TO:<address>");
     if (recipients_.size() >= BounceListener::kMaxRecipients)
       co_return co_await reply("452 4.5.3 Error: too many recipients");
-    const auto at = path->path.rfind('@');
-    std::string domain = at == std::string::npos ? "" : lower(path->path.substr(at + 1));
+    std::string domain = domain_of(path->path);
     while (!domain.empty() && domain.back() == '.') domain.pop_back();
     // RFC 5321 4.5.1: "postmaster" without a domain must be accepted.
-    const bool bare_postmaster = at == std::string::npos && lower(path->path) == "postmaster";
+    const bool bare_postmaster = text::iequals(path->path, "postmaster");
     bool accepted = bare_postmaster;
     bool check_failed = false;
     if (!accepted && !domain.empty() && owner_.accept_domain) {
@@ -359,24 +307,17 @@ class Session {
   // Runs the handler on the pool; resumes here with "" on success or the error text.
   asio::awaitable<std::string> apply(std::string message) {
     auto& owner = owner_;
-    auto initiate = [&owner, message = std::move(message)](auto completion) mutable {
-      asio::post(owner.pool, [&owner, message = std::move(message), completion = std::move(completion)]() mutable {
-        std::string failure;
-        try {
-          if (!owner.handler) throw std::runtime_error("no handler");
-          owner.handler(message);
-        } catch (const std::exception& e) {
-          failure = e.what();
-          if (failure.empty()) failure = "unknown error";
-        }
-        auto executor = asio::get_associated_executor(completion, owner.io.get_executor());
-        asio::post(executor, [completion = std::move(completion), failure = std::move(failure)]() mutable {
-          completion(std::move(failure));
-        });
-      });
-    };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(std::move(initiate),
-                                                                                             asio::use_awaitable);
+    return run_on(owner.server.pool(), [&owner, message = std::move(message)] {
+      std::string failure;
+      try {
+        if (!owner.handler) throw std::runtime_error("no handler");
+        owner.handler(message);
+      } catch (const std::exception& e) {
+        failure = e.what();
+        if (failure.empty()) failure = "unknown error";
+      }
+      return failure;
+    });
   }
 
   BounceListener::Impl& owner_;
@@ -392,28 +333,20 @@ class Session {
 };
 
 asio::awaitable<void> run_session(BounceListener::Impl* owner, tcp::socket socket) {
-  struct Count {
-    BounceListener::Impl* owner;
-    ~Count() { --owner->connections; }
-  } count{owner};
   Session session(*owner, std::move(socket));
   co_await session.run();
 }
 
 }  // namespace
 
-asio::awaitable<void> BounceListener::Impl::accept_loop(Impl* self) {
-  for (;;) {
-    error_code ec;
-    tcp::socket socket = co_await self->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) co_return;
-    if (ec) continue;  // e.g. EMFILE: try the next one
-    if (self->connections.load() >= kMaxConnections) continue;  // the socket closes here
-    ++self->connections;
-    self->count([](BounceListenerStats& s) { ++s.connections; });
-    asio::co_spawn(self->io, run_session(self, std::move(socket)),
-                   [self](std::exception_ptr error) { self->log_crash(error, "session"); });
-  }
+void BounceListener::Impl::start() {
+  if (started.exchange(true)) return;
+  server.start(
+      [this](tcp::socket socket) {
+        count([](BounceListenerStats& s) { ++s.connections; });
+        return run_session(this, std::move(socket));
+      },
+      "session");
 }
 
 BounceListener::BounceListener(Handler handler, DomainFilter accept_domain, BounceListenerOptions options)
@@ -443,7 +376,7 @@ class CampaignDomains {
     if (refreshed_ && now - *refreshed_ < kDomainRefresh) return false;
     refreshed_ = now;
     known_.clear();
-    for (const auto& c : store_.campaigns()) known_.insert(lower(c.verp_domain));
+    for (const auto& c : store_.campaigns()) known_.insert(text::lower_ascii(c.verp_domain));
     return known_.contains(d);
   }
 
@@ -467,7 +400,7 @@ BounceListener::BounceListener(queue::Store& store, const Config& config, std::s
     auto message = rules ? bounce::parse(raw, *rules) : bounce::parse(raw);
     auto result = applier->apply(message, system_now_ms());
     impl->count([&](BounceListenerStats& s) { s.applied.add(message, result); });
-    impl->log->debug("event=bounce_received kind={} matched={} suppressed={}", kind_name(message.kind),
+    impl->log->debug("event=bounce_received kind={} matched={} suppressed={}", bounce::to_string(message.kind),
                      result.matched, result.suppressed);
   };
   auto domains = std::make_shared<CampaignDomains>(store, config.bounce_domains);
@@ -475,12 +408,12 @@ BounceListener::BounceListener(queue::Store& store, const Config& config, std::s
 }
 
 BounceListener::~BounceListener() {
-  if (impl_) impl_->stop();
+  if (impl_) impl_->server.stop();
 }
 
 void BounceListener::start() { impl_->start(); }
-void BounceListener::stop() { impl_->stop(); }
-std::uint16_t BounceListener::port() const { return impl_->port; }
+void BounceListener::stop() { impl_->server.stop(); }
+std::uint16_t BounceListener::port() const { return impl_->server.port(); }
 
 BounceListenerStats BounceListener::stats() const {
   std::lock_guard lock(impl_->stats_mutex);

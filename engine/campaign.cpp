@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <toml++/toml.h>
 
+#include "common/text.h"
 #include "dkim/signer.h"
 #include "engine/address.h"
 #include "engine/csv.h"
@@ -75,16 +76,17 @@ class Fingerprint {
   EVP_MD_CTX* ctx_;
 };
 
-std::string trim(std::string s) {
-  auto not_space = [](unsigned char c) { return !std::isspace(c); };
-  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
-  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
-  return s;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
+// The keys that sign a campaign: its own, else those of the key table whose domain is
+// the From domain or a parent of it.
+std::vector<DkimKey> signing_keys(const CampaignSpec& spec, const std::string& from_domain,
+                                  const std::vector<DkimKey>& key_table) {
+  if (!spec.dkim.empty()) return spec.dkim;
+  std::vector<DkimKey> keys;
+  for (const auto& key : key_table)
+    if (from_domain == key.domain ||
+        (from_domain.size() > key.domain.size() && from_domain.ends_with("." + key.domain)))
+      keys.push_back(key);
+  return keys;
 }
 
 // Loads the keys once so that every problem shows now, at submission.
@@ -169,10 +171,10 @@ CampaignSpec load_campaign(const fs::path& file) {
   spec.recipients_path = base / required_string(root, "recipients", "recipients");
   const toml::table* verp = root["verp"].as_table();
   if (!verp) throw InputError(name, 0, "verp.domain", "is required ([verp] domain = \"bounce.example.com\")");
-  spec.verp_domain = lower(required_string(*verp, "domain", "verp.domain"));
+  spec.verp_domain = text::lower_ascii(required_string(*verp, "domain", "verp.domain"));
   auto dkim_key = [&](const toml::table& table) {
     DkimKey d;
-    d.domain = lower(required_string(table, "domain", "dkim.domain"));
+    d.domain = text::lower_ascii(required_string(table, "domain", "dkim.domain"));
     d.selector = required_string(table, "selector", "dkim.selector");
     d.key = base / required_string(table, "key", "dkim.key");
     return d;
@@ -198,16 +200,7 @@ std::string from_address_domain(const std::string& from) {
   auto lt = from.find('<');
   auto gt = from.find('>', lt == std::string::npos ? 0 : lt);
   if (lt != std::string::npos && gt != std::string::npos) address = from.substr(lt + 1, gt - lt - 1);
-  return domain_of(trim(address));
-}
-
-std::vector<DkimKey> signing_keys(const CampaignSpec& spec, const std::vector<DkimKey>& key_table) {
-  if (!spec.dkim.empty()) return spec.dkim;
-  const std::string from = from_address_domain(spec.from);
-  std::vector<DkimKey> keys;
-  for (const auto& key : key_table)
-    if (from == key.domain || (from.size() > key.domain.size() && from.ends_with("." + key.domain))) keys.push_back(key);
-  return keys;
+  return domain_of(text::trim(address));
 }
 
 IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std::int64_t now_ms,
@@ -216,7 +209,7 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
   const std::string from_domain = from_address_domain(spec.from);
   if (from_domain.empty() || address_problem("x@" + from_domain))
     throw InputError(campaign_file, 0, "from", "needs an address with a domain (\"Name <news@example.com>\")");
-  const std::vector<DkimKey> keys = signing_keys(spec, key_table);
+  const std::vector<DkimKey> keys = signing_keys(spec, from_domain, key_table);
   if (!keys.empty()) check_signing_keys(keys, from_domain, campaign_file);
   const std::string template_text = read_whole(spec.template_path, campaign_file, 0, "template");
   const std::string csv_file = spec.recipients_path.string();
@@ -234,10 +227,10 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
   int email_column = -1;
   std::unordered_set<std::string> seen_names;
   for (std::size_t i = 0; i < header.size(); ++i) {
-    header[i] = trim(header[i]);
+    header[i] = std::string(text::trim(header[i]));
     if (header[i].empty()) throw InputError(csv_file, csv.line(), "", "empty column name in header (column " + std::to_string(i + 1) + ")");
     if (!seen_names.insert(header[i]).second) throw InputError(csv_file, csv.line(), header[i], "duplicate column name");
-    if (lower(header[i]) == "email") email_column = static_cast<int>(i);
+    if (text::iequals(header[i], "email")) email_column = static_cast<int>(i);
   }
   if (email_column < 0) throw InputError(csv_file, csv.line(), "email", "header has no \"email\" column");
 
@@ -280,17 +273,16 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
   std::optional<Hygiene> default_rules;
   if (!hygiene.rules) default_rules.emplace();
   const Hygiene& rules = hygiene.rules ? *hygiene.rules : *default_rules;
-  const SuppressionCheck suppression_check(store);
-  Screening screening(rules, hygiene.dns, [&suppression_check](const std::string& lower_address) {
-    return suppression_check(lower_address);
-  });
+  Screening::SuppressionLookup suppressed;  // the list is read only when the verdict is on
+  if (rules.options()[Verdict::suppressed] != Policy::off) suppressed = SuppressionCheck(store);
+  Screening screening(rules, hygiene.dns, std::move(suppressed));
   if (hygiene.dns && rules.options()[Verdict::no_mail_host] != Policy::off) {
     std::ifstream again(spec.recipients_path, std::ios::binary);
     CsvReader domains_pass(again, csv_file);
     std::vector<std::string> fields;
     domains_pass.next(fields);  // the header
     while (domains_pass.next(fields))
-      if (fields.size() == header.size()) screening.note(trim(fields[static_cast<std::size_t>(email_column)]));
+      if (fields.size() == header.size()) screening.note(text::trim(fields[static_cast<std::size_t>(email_column)]));
     screening.resolve_noted();
   }
 
@@ -307,7 +299,7 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
         if (row[i].find_first_of("\r\n") != std::string::npos)
           throw InputError(csv_file, line, header[i], "line breaks are not allowed in fields (header injection)");
       std::string& address = row[static_cast<std::size_t>(email_column)];
-      address = trim(address);
+      address = std::string(text::trim(address));
       const Judgement judgement = screening.judge(address);
       if (!judgement.verdicts.has(Verdict::syntax)) address = normalize_address(address);
 

@@ -67,8 +67,4 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
 // The domain of a From header value ("Name <a@b.c>" or "a@b.c"), lower case.
 std::string from_address_domain(const std::string& from);
 
-// The keys that sign a campaign: its own, else those of the key table whose domain is
-// the From domain or a parent of it.
-std::vector<DkimKey> signing_keys(const CampaignSpec& spec, const std::vector<DkimKey>& key_table);
-
 }  // namespace kurier::engine

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "engine/config.h"
 #include "engine/csv.h"
 #include "engine/hygiene.h"
@@ -24,17 +25,6 @@ namespace kurier::engine {
 namespace {
 namespace fs = std::filesystem;
 
-std::string trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 using AddressFn = std::function<void(const std::string& address)>;
 
 // Calls fn for every address of the file, in order. Throws InputError.
@@ -45,7 +35,7 @@ void for_each_address_in_file(const fs::path& path, const AddressFn& fn) {
   std::string first;
   std::getline(probe, first);
   if (first.starts_with("\xEF\xBB\xBF")) first.erase(0, 3);  // UTF-8 BOM
-  const bool csv = first.find(',') != std::string::npos || lower(trim(first)) == "email";
+  const bool csv = first.find(',') != std::string::npos || text::iequals(text::trim(first), "email");
   probe.close();
 
   std::ifstream in(path, std::ios::binary);
@@ -55,7 +45,7 @@ void for_each_address_in_file(const fs::path& path, const AddressFn& fn) {
     while (std::getline(in, line)) {
       if (at_start && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
       at_start = false;
-      std::string address = trim(line);
+      const std::string address(text::trim(line));
       if (address.empty() || address.front() == '#') continue;
       fn(address);
     }
@@ -67,13 +57,13 @@ void for_each_address_in_file(const fs::path& path, const AddressFn& fn) {
   const std::size_t columns = row.size();
   std::optional<std::size_t> email;
   for (std::size_t i = 0; i < row.size(); ++i)
-    if (lower(trim(row[i])) == "email") email = i;
+    if (text::iequals(text::trim(row[i]), "email")) email = i;
   if (!email) throw InputError(name, reader.line(), "email", "header has no \"email\" column");
   while (reader.next(row)) {
     if (row.size() != columns)
       throw InputError(name, reader.line(), "",
                        "expected " + std::to_string(columns) + " columns, found " + std::to_string(row.size()));
-    fn(trim(row[*email]));
+    fn(std::string(text::trim(row[*email])));
   }
 }
 
@@ -98,9 +88,7 @@ int check_command(const CheckOptions& options) {
     throw InputError("kurier check", 0, "", "give addresses or --file FILE");
   const Hygiene rules(config.hygiene);
 
-  std::unique_ptr<MailHostLookup> dns;
-  if (options.dns && rules.options()[Verdict::no_mail_host] != Policy::off)
-    dns = make_dns_mail_host_lookup(config.dns_servers, config.dns_timeout);
+  const std::unique_ptr<MailHostLookup> dns = options.dns ? make_no_mail_host_lookup(rules, config) : nullptr;
   std::unique_ptr<queue::Store> store = open_suppression_store(config);
   Screening::SuppressionLookup suppressed;
   if (store)
@@ -112,7 +100,7 @@ int check_command(const CheckOptions& options) {
 
   auto for_each_address = [&](const AddressFn& fn) {
     if (options.file) for_each_address_in_file(*options.file, fn);
-    for (const auto& a : options.addresses) fn(trim(a));
+    for (const auto& a : options.addresses) fn(std::string(text::trim(a)));
   };
   if (dns) {
     for_each_address([&](const std::string& address) { screening.note(address); });

@@ -8,11 +8,6 @@
 
 namespace kurier::engine {
 
-std::string category_for(std::string_view reason) {
-  if (reason == "delivered") return "";
-  return bounce::Rules::builtin().verdict_for(reason).category;
-}
-
 Classification classify_reply(int code, std::string_view enhanced, std::string_view text) {
   return classify_reply(code, enhanced, text, bounce::Rules::builtin());
 }

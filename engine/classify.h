@@ -34,9 +34,4 @@ Classification classify_reply(int code, std::string_view enhanced, std::string_v
 Classification classify_reply(int code, std::string_view enhanced, std::string_view text,
                               const bounce::Rules& rules);
 
-// Category for a reason (hard: userunknown, hostunknown, hasmoved, notaccept;
-// block: blocked, spamdetected, policyviolation, rejected, badreputation, requireptr,
-// authfailure, virusdetected, ...; soft: the rest that may heal).
-std::string category_for(std::string_view reason);
-
 }  // namespace kurier::engine

@@ -149,9 +149,7 @@ int send_command(const SendOptions& options) {
   auto store = open_store(config);
   const auto start = std::chrono::steady_clock::now();
   const Hygiene hygiene(config.hygiene);
-  std::unique_ptr<MailHostLookup> mail_hosts;
-  if (hygiene.options()[Verdict::no_mail_host] != Policy::off)
-    mail_hosts = make_dns_mail_host_lookup(config.dns_servers, config.dns_timeout);
+  const std::unique_ptr<MailHostLookup> mail_hosts = make_no_mail_host_lookup(hygiene, config);
   IntakeResult intake =
       submit_campaign(*store, spec, system_now_ms(), config.dkim_keys, IntakeHygiene{&hygiene, mail_hosts.get()});
   auto campaign = store->campaign(intake.id);
@@ -257,6 +255,10 @@ int report_command(const ReportOptions& options) {
     h.pop_back();
     std::cout << h << ",\"recipients\":[";
     bool first = true;
+    auto event_json = [](const queue::Event& e) -> nlohmann::json {
+      return {{"kind", queue::to_string(e.kind)}, {"time", iso_time(e.time_ms)}, {"category", e.category},
+              {"reason", e.reason}, {"detail", e.detail}};
+    };
     store->for_each_recipient(campaign->id, [&](const queue::Recipient& r) {
       const auto& s = r.status;
       nlohmann::json attempts = nlohmann::json::array();
@@ -270,15 +272,10 @@ int report_command(const ReportOptions& options) {
                           {"next_attempt", s.state == queue::State::deferred ? iso_time(s.next_attempt_ms) : ""},
                           {"attempt_log", attempts}};
       // The latest later event (null if none) and the whole event log.
-      j["event"] = nullptr;
-      if (s.event) j["event"] = {{"kind", queue::to_string(s.event->kind)}, {"time", iso_time(s.event->time_ms)},
-                                 {"category", s.event->category}, {"reason", s.event->reason},
-                                 {"detail", s.event->detail}};
+      j["event"] = s.event ? event_json(*s.event) : nlohmann::json(nullptr);
       nlohmann::json events = nlohmann::json::array();
       if (s.event)
-        for (const auto& e : store->events(r.key))
-          events.push_back({{"kind", queue::to_string(e.kind)}, {"time", iso_time(e.time_ms)},
-                            {"category", e.category}, {"reason", e.reason}, {"detail", e.detail}});
+        for (const auto& e : store->events(r.key)) events.push_back(event_json(e));
       j["events"] = std::move(events);
       std::cout << (first ? "\n" : ",\n") << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       first = false;
@@ -322,7 +319,7 @@ int status_command(const StatusOptions& options) {
       if (only.empty()) throw InputError("--campaign", 0, "", "no campaign '" + *options.campaign + "' in the queue");
       campaigns = only;
     }
-    std::cout << (options.json ? live->dump() + "\n" : format_live_status(*live, options.campaign));
+    std::cout << (options.json ? live->dump() + "\n" : format_live_status(*live));
     return 0;
   }
   auto store = open_store(config);

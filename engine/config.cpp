@@ -5,11 +5,15 @@
 
 #include <unistd.h>
 
+#include <cctype>
+
 #include <toml++/toml.h>
 
 #include "bounce/bounce.h"
+#include "common/text.h"
 #include "engine/hygiene_config.h"
 #include "engine/input_error.h"
+#include "engine/tls_policy.h"
 
 namespace kurier::engine {
 namespace fs = std::filesystem;
@@ -52,7 +56,8 @@ toml::table parse_toml(const fs::path& path) {
 }  // namespace
 
 std::optional<std::chrono::seconds> parse_duration(const std::string& text) {
-  if (text.empty()) return std::nullopt;
+  // A leading digit: std::stoll would accept " 5m" and "-1m".
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return std::nullopt;
   std::size_t pos = 0;
   long long value = 0;
   try {
@@ -60,9 +65,8 @@ std::optional<std::chrono::seconds> parse_duration(const std::string& text) {
   } catch (...) {
     return std::nullopt;
   }
-  if (value < 0) return std::nullopt;
-  std::string unit = text.substr(pos);
-  if (unit == "s" || unit.empty()) return std::chrono::seconds(value);
+  const std::string unit = text.substr(pos);
+  if (unit == "s") return std::chrono::seconds(value);
   if (unit == "m") return std::chrono::minutes(value);
   if (unit == "h") return std::chrono::hours(value);
   if (unit == "d") return std::chrono::hours(24 * value);
@@ -111,10 +115,10 @@ Config load_config(const std::optional<fs::path>& path_arg) {
       config.smtp_port = static_cast<std::uint16_t>(*v);
     }
     if (auto v = get<std::string>(*s, "tls", file, "smtp.tls")) {
-      if (*v == "opportunistic") config.tls = smtp::TlsPolicy::opportunistic;
-      else if (*v == "required") config.tls = smtp::TlsPolicy::required;
-      else if (*v == "disabled" || *v == "none") config.tls = smtp::TlsPolicy::disabled;
-      else throw InputError(file, line_of(*s->get("tls")), "smtp.tls", "must be opportunistic, required or none");
+      // "disabled": an alias kept for configurations written before "none".
+      auto policy = *v == "disabled" ? smtp::TlsPolicy::disabled : tls_policy_from_string(*v);
+      if (!policy) throw InputError(file, line_of(*s->get("tls")), "smtp.tls", "must be opportunistic, required or none");
+      config.tls = *policy;
     }
     if (const toml::table* t = (*s)["timeouts"].as_table()) {
       auto& to = config.timeouts;
@@ -164,8 +168,7 @@ Config load_config(const std::optional<fs::path>& path_arg) {
           if (!v || v->empty()) throw InputError(file, line_of(item), "dkim.key." + std::string(name), "is required");
           return *v;
         };
-        key.domain = need("domain");
-        for (auto& c : key.domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        key.domain = text::lower_ascii(need("domain"));
         key.selector = need("selector");
         key.key = resolve(need("key"));
         config.dkim_keys.push_back(std::move(key));
@@ -189,8 +192,7 @@ Config load_config(const std::optional<fs::path>& path_arg) {
       for (const auto& item : *array) {
         auto text = item.value<std::string>();
         if (!text || text->empty()) throw InputError(file, line_of(item), "bounce.domains", "must be a list of domains");
-        for (auto& c : *text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        config.bounce_domains.push_back(*text);
+        config.bounce_domains.push_back(text::lower_ascii(*text));
       }
     }
     if (auto v = get<std::string>(*b, "rules", file, "bounce.rules")) {

@@ -73,7 +73,8 @@ const bounce::Rules& bounce_rules_or_builtin(const Config& config);
 // path, looks for ./kurier.toml and otherwise uses defaults. Throws InputError.
 Config load_config(const std::optional<std::filesystem::path>& path);
 
-// Parses "1000/s", "20000/h", "30s", "5m", "2h", "5d" style durations ("30s" -> 30 s).
+// Parses "30s", "5m", "2h", "5d" (a non-negative integer and a unit; shaping.toml's
+// durations). nullopt if malformed.
 std::optional<std::chrono::seconds> parse_duration(const std::string& text);
 
 }  // namespace kurier::engine

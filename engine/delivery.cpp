@@ -107,31 +107,58 @@ struct Job {
   queue::Recipient recipient;
   std::shared_ptr<const CampaignContext> campaign;
   std::string domain;
-  Series* metrics = nullptr;  // the domain's series; set when the job reaches its worker
-  const ShapingLimits* limits = nullptr;  // its destination key's; set once routed
   int throttled = 0;            // times put back after a throttling reply
   bool throttle_reply = false;  // finish(): the reply was a throttling one (no backoff)
 };
 
+// A destination's ready queue. Keeps its series' "queued" gauge in step: every job in
+// it counts, and jobs still in it when it is destroyed (dropped at shutdown; they stay
+// scheduled in the store) leave the gauge with it.
+class ReadyQueue {
+ public:
+  explicit ReadyQueue(Series& metrics) : metrics_(metrics) {}
+  ReadyQueue(const ReadyQueue&) = delete;
+  ReadyQueue& operator=(const ReadyQueue&) = delete;
+  ~ReadyQueue() { metrics_.add_queued(-static_cast<std::int64_t>(jobs_.size())); }
+
+  bool empty() const { return jobs_.empty(); }
+  std::size_t size() const { return jobs_.size(); }
+  void push_back(Job&& job) {
+    jobs_.push_back(std::move(job));
+    metrics_.add_queued(1);
+  }
+  void push_front(Job&& job) {
+    jobs_.push_front(std::move(job));
+    metrics_.add_queued(1);
+  }
+  Job pop_front() {
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    metrics_.add_queued(-1);
+    return job;
+  }
+
+ private:
+  Series& metrics_;
+  std::deque<Job> jobs_;
+};
+
 struct Destination {
+  Destination(std::string domain_in, Series& metrics_in)
+      : domain(std::move(domain_in)), metrics(&metrics_in), pending(metrics_in) {}
   std::string domain;
-  std::deque<Job> pending;
+  Series* metrics;  // looked up once per destination, never per message
+  ReadyQueue pending;
   int sessions = 0;   // opening or open
   int connected = 0;  // past the greeting and EHLO
-  Series* metrics = nullptr;  // looked up once per destination, never per message
   std::shared_ptr<Throttle> throttle;        // the shaping key's limits; null until routed
   bool routing = false;                      // MX lookup for the key under way
   std::unique_ptr<asio::steady_timer> wake;  // start_sessions() again when the throttle allows
   std::int64_t wake_at_ms = 0;               // 0 = timer not armed
   int wake_waits = 0;                        // handlers outstanding: keep the destination alive
   int throttled_connects = 0;                // connects refused with a throttling reply in a row
-  Destination() = default;
   Destination(const Destination&) = delete;
   Destination& operator=(const Destination&) = delete;
-  // Jobs dropped at shutdown stay scheduled in the store; they leave the ready queue.
-  ~Destination() {
-    if (metrics) metrics->add_queued(-static_cast<std::int64_t>(pending.size()));
-  }
 };
 
 class Worker;
@@ -236,14 +263,7 @@ class Worker {
  private:
   void enqueue(Job&& job) {
     auto& slot = destinations_[job.domain];
-    if (!slot) {
-      slot = std::make_unique<Destination>();
-      slot->domain = job.domain;
-      slot->metrics = &owner_.metrics.domain(job.domain);
-    }
-    job.metrics = slot->metrics;
-    if (slot->throttle) job.limits = &slot->throttle->limits();
-    slot->metrics->add_queued(1);
+    if (!slot) slot = std::make_unique<Destination>(job.domain, owner_.metrics.domain(job.domain));
     slot->pending.push_back(std::move(job));
     start_sessions(*slot);
   }
@@ -284,7 +304,6 @@ class Worker {
 
   void routed(Destination& dest, std::shared_ptr<Throttle> throttle) {
     dest.throttle = std::move(throttle);
-    for (auto& job : dest.pending) job.limits = &dest.throttle->limits();
     if (!dest.throttle->provider().empty())
       owner_.metrics.link_provider(*dest.metrics, owner_.metrics.provider(dest.throttle->provider()));
   }
@@ -311,9 +330,7 @@ class Worker {
     owner_.log->debug("event=throttle_hand_back domain={} key={} recipients={} due_ms={}", dest.domain,
                       dest.throttle->key(), dest.pending.size(), due_ms);
     while (!dest.pending.empty()) {
-      Job job = std::move(dest.pending.front());
-      dest.pending.pop_front();
-      dest.metrics->add_queued(-1);
+      Job job = dest.pending.pop_front();
       queue::Outcome outcome;
       outcome.key = job.recipient.key;
       outcome.previous_due_ms = job.recipient.status.next_attempt_ms;
@@ -342,6 +359,12 @@ class Worker {
       const std::int64_t now = owner_.clock();
       Throttle::Gate gate = dest.throttle->try_open_connection(now);
       if (!gate.ok) {
+        // Every slot taken and some by our own sessions: session_ended() comes back
+        // here when one ends, no poll needed; only a reduced limit growing back adds one.
+        if (gate.slots_full && dest.sessions > 0) {
+          if (gate.limit_grows_at_ms != 0) wake_at(dest, gate.limit_grows_at_ms);
+          break;
+        }
         if (gate.retry_at_ms - now > kHoldInMemoryMs && dest.sessions == 0) hand_back(dest, gate.retry_at_ms);
         else wake_at(dest, gate.retry_at_ms);
         break;
@@ -460,10 +483,10 @@ class Worker {
     int sent = 0;
     while (!dest.pending.empty() && session.usable() && sent < throttle.limits().messages_per_connection &&
            !owner_.stopping) {
-      // Shaping: give way when the key was slowed below the connections open, and pace
-      // each message to the key's rate (shared with every domain of the provider).
+      // Shaping: give way when the key was slowed below the connections open or
+      // suspended, and pace each message to the key's rate (shared with every domain of
+      // the provider).
       const std::int64_t now = owner_.clock();
-      if (throttle.over_connection_limit(now)) break;
       const auto slot = throttle.reserve_message(now, kMaxPaceWaitMs);
       if (!slot) break;
       if (*slot > now) {
@@ -471,9 +494,7 @@ class Worker {
         co_await pace.async_wait(asio::use_awaitable);
         if (dest.pending.empty() || !session.usable() || owner_.stopping) break;
       }
-      Job job = std::move(dest.pending.front());
-      dest.pending.pop_front();
-      dest.metrics->add_queued(-1);
+      Job job = dest.pending.pop_front();
       dest.metrics->add_in_flight(1);
       struct InFlight {
         Series& s;
@@ -500,7 +521,7 @@ class Worker {
           attempt.time_ms = owner_.clock();
           attempt.text = "DKIM signing failed: " + failure;
           Classification c{Disposition::deferred, "soft", "systemerror"};
-          finish(job, c, std::move(attempt));
+          finish(dest, job, c, std::move(attempt));
           continue;
         }
       }
@@ -522,7 +543,6 @@ class Worker {
         owner_.log->debug("event=throttled domain={} key={} reply=\"{} {} {}\"", dest.domain, throttle.key(),
                           reply.code, reply.enhanced, reply.text);
         if (job.throttled++ < kMaxThrottleRequeues) {
-          dest.metrics->add_queued(1);
           dest.pending.push_front(std::move(job));
           break;
         }
@@ -532,7 +552,6 @@ class Worker {
       // about the connection, not this recipient: put it back for a new session.
       bool connection_refused_mail = (reply.code == 421 || (reply.code == 0 && result.error_phase == "mail"));
       if (connection_refused_mail && sent > 0) {
-        dest.metrics->add_queued(1);
         dest.pending.push_front(std::move(job));
         break;
       }
@@ -548,7 +567,7 @@ class Worker {
       attempt.text = reply.code ? reply.text
                                 : (result.error_phase + ": " + (result.error ? result.error.message() : "no reply"));
       Classification c = classify_reply(reply.code, reply.enhanced, reply.text, bounce_rules_);
-      finish(job, c, std::move(attempt));
+      finish(dest, job, c, std::move(attempt));
     }
     co_await session.quit();
   }
@@ -602,7 +621,8 @@ class Worker {
   }
 
   // Turns a classification into the recipient's new status and hands it to the writer.
-  void finish(Job& job, const Classification& c, queue::Attempt attempt) {
+  // `dest` is routed (its throttle set) before any of its jobs is tried.
+  void finish(Destination& dest, Job& job, const Classification& c, queue::Attempt attempt) {
     const auto now = attempt.time_ms;
     queue::Outcome outcome;
     outcome.key = job.recipient.key;
@@ -615,7 +635,7 @@ class Worker {
     s.mx = attempt.mx_host.empty() ? attempt.mx_address : attempt.mx_host;
     s.category = c.category;
     s.reason = c.reason;
-    const ShapingLimits& shaping = job.limits ? *job.limits : owner_.config.shaping.defaults;
+    const ShapingLimits& shaping = dest.throttle->limits();
     s.backoff = job.recipient.status.backoff;
     switch (c.disposition) {
       case Disposition::delivered:
@@ -637,7 +657,7 @@ class Worker {
         if (greylisted) {
           delay = greylist_hint(attempt.text).value_or(shaping.greylist_delay);
           kind = "greylisted";
-          if (job.metrics) job.metrics->count_greylisted();
+          dest.metrics->count_greylisted();
         } else if (job.throttle_reply) {
           delay = retry.front();
           kind = "throttled " + c.reason;
@@ -666,14 +686,12 @@ class Worker {
     outcome.attempt = std::move(attempt);
     // A hard bounce suppresses the address in the same synced batch as the outcome.
     outcome.address_update = address_update_for(s, job.recipient.address, owner_.config.bounce_soft_limit);
-    if (job.metrics) {
-      switch (s.state) {
-        case queue::State::delivered: job.metrics->count_delivered(); break;
-        case queue::State::deferred: job.metrics->count_deferred(); break;
-        case queue::State::bounced: job.metrics->count_bounced(bounce_category(s.category)); break;
-        case queue::State::expired: job.metrics->count_expired(); break;
-        default: break;
-      }
+    switch (s.state) {
+      case queue::State::delivered: dest.metrics->count_delivered(); break;
+      case queue::State::deferred: dest.metrics->count_deferred(); break;
+      case queue::State::bounced: dest.metrics->count_bounced(bounce_category(s.category)); break;
+      case queue::State::expired: dest.metrics->count_expired(); break;
+      default: break;
     }
     owner_.report(std::move(outcome));
   }
@@ -696,14 +714,12 @@ class Worker {
     owner_.log->debug("event=dns_failure domain={} status={} detail=\"{}\"", dest.domain, dns::to_string(mx.status),
                       mx.detail);
     while (!dest.pending.empty()) {
-      Job job = std::move(dest.pending.front());
-      dest.pending.pop_front();
-      dest.metrics->add_queued(-1);
+      Job job = dest.pending.pop_front();
       queue::Attempt attempt;
       attempt.time_ms = owner_.clock();
       attempt.enhanced = enhanced;
       attempt.text = std::string("DNS: ") + dns::to_string(mx.status) + (mx.detail.empty() ? "" : ": " + mx.detail);
-      finish(job, c, std::move(attempt));
+      finish(dest, job, c, std::move(attempt));
     }
   }
 
@@ -746,15 +762,13 @@ class Worker {
     if (c.category == "hard") c.category = "soft";
     owner_.log->debug("event=connect_failed domain={} detail=\"{}\"", dest.domain, text);
     while (!dest.pending.empty()) {
-      Job job = std::move(dest.pending.front());
-      dest.pending.pop_front();
-      dest.metrics->add_queued(-1);
+      Job job = dest.pending.pop_front();
       queue::Attempt attempt = base;
       attempt.time_ms = owner_.clock();
       attempt.code = code;
       attempt.enhanced = enhanced;
       attempt.text = text;
-      finish(job, c, std::move(attempt));
+      finish(dest, job, c, std::move(attempt));
     }
   }
 
@@ -982,8 +996,6 @@ void Delivery::stop() {
 }
 
 Metrics& Delivery::metrics() { return impl_->metrics; }
-
-std::vector<ThrottleSnapshot> Delivery::throttles() const { return impl_->shaper.snapshot(impl_->clock()); }
 
 DeliveryProgress Delivery::progress() const {
   DeliveryProgress p;

@@ -59,9 +59,6 @@ class Delivery {
   DeliveryProgress progress() const;
   // Live per-domain/provider figures (engine/metrics.h); lives as long as this object.
   Metrics& metrics();
-  // Live throttle state per shaping key (provider or domain): limits in force,
-  // connections open, suspension (engine/shaping.h). Any thread.
-  std::vector<ThrottleSnapshot> throttles() const;
   // Recipients of `campaign` dispatched whose outcome is not durable yet.
   std::uint64_t in_flight(queue::CampaignId campaign) const;
 

@@ -4,11 +4,9 @@
 // throws after construction except the client, which reports unreachable servers.
 #include "engine/http_server.h"
 
-#include <atomic>
-#include <thread>
-
 #include "common/asio.h"
 #include "common/log.h"
+#include "engine/tcp_acceptor.h"
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -73,71 +71,25 @@ bool is_loopback_host(std::string_view host) {
 
 struct HttpServer::Impl {
   Impl(const std::string& listen, HttpHandler handler_in) : handler(std::move(handler_in)) {
-    auto hp = parse_host_port(listen);
-    if (!hp) throw std::runtime_error("http: not a host:port address: \"" + listen + "\"");
-    error_code ec;
-    tcp::resolver resolver(io);
-    auto endpoints = resolver.resolve(hp->host, std::to_string(hp->port), ec);
-    if (ec || endpoints.empty()) throw std::runtime_error("http: cannot resolve " + listen + ": " + ec.message());
-    tcp::endpoint endpoint = endpoints.begin()->endpoint();
-    acceptor.open(endpoint.protocol(), ec);
-    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.bind(endpoint, ec);
-    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) throw std::runtime_error("http: cannot listen on " + listen + ": " + ec.message());
-    port = acceptor.local_endpoint().port();
-    asio::co_spawn(io, accept_loop(this), [this](std::exception_ptr error) { log_crash(error, "accept"); });
-    thread = std::thread([this] { io.run(); });
-  }
-
-  void log_crash(std::exception_ptr error, const char* what) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      log->error("event=http_{}_crashed error=\"{}\"", what, e.what());
-    }
-  }
-
-  static asio::awaitable<void> accept_loop(Impl* self) {
-    for (;;) {
-      error_code ec;
-      tcp::socket socket = co_await self->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) co_return;
-      if (ec) continue;  // e.g. EMFILE: try the next one
-      if (self->connections.load() >= kMaxConnections) continue;  // socket closes here
-      ++self->connections;
-      asio::co_spawn(self->io, serve_connection(self, std::move(socket)),
-                     [self](std::exception_ptr error) { self->log_crash(error, "connection"); });
-    }
+    server.bind(listen, "http");
+    server.start([this](tcp::socket socket) { return serve_connection(this, std::move(socket)); }, "connection");
   }
 
   // Runs the handler on the pool and resumes on the connection's executor.
   asio::awaitable<HttpResponse> call_handler(HttpRequest request) {
-    auto initiate = [this, request = std::move(request)](auto completion) mutable {
-      asio::post(pool, [this, request = std::move(request), completion = std::move(completion)]() mutable {
-        HttpResponse response;
-        try {
-          response = handler(request);
-        } catch (const std::exception& e) {
-          log->error("event=http_handler_failed path={} error=\"{}\"", request.path, e.what());
-          response = {500, "text/plain; charset=utf-8", std::string("internal error: ") + e.what() + "\n"};
-        }
-        auto executor = asio::get_associated_executor(completion, io.get_executor());
-        asio::post(executor, [completion = std::move(completion), response = std::move(response)]() mutable {
-          completion(std::move(response));
-        });
-      });
-    };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(HttpResponse)>(std::move(initiate),
-                                                                                               asio::use_awaitable);
+    return run_on(server.pool(), [this, request = std::move(request)] {
+      HttpResponse response;
+      try {
+        response = handler(request);
+      } catch (const std::exception& e) {
+        server.log()->error("event=http_handler_failed path={} error=\"{}\"", request.path, e.what());
+        response = {500, "text/plain; charset=utf-8", std::string("internal error: ") + e.what() + "\n"};
+      }
+      return response;
+    });
   }
 
   static asio::awaitable<void> serve_connection(Impl* self, tcp::socket socket) {
-    struct Count {
-      Impl* s;
-      ~Count() { --s->connections; }
-    } count{self};
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     for (;;) {
@@ -169,32 +121,15 @@ struct HttpServer::Impl {
       res.prepare_payload();
       stream.expires_after(kWriteTimeout);
       co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-      if (ec || !keep_alive || self->stopping) break;
+      if (ec || !keep_alive || self->server.stopping()) break;
     }
     error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
-  void stop() {
-    if (stopping.exchange(true)) return;
-    asio::post(io, [this] {
-      error_code ignored;
-      acceptor.close(ignored);
-    });
-    pool.join();  // the handler in progress finishes and posts its response
-    io.stop();    // open connections are dropped with their coroutine frames
-    if (thread.joinable()) thread.join();
-  }
-
   HttpHandler handler;
-  std::shared_ptr<spdlog::logger> log = kurier::log::get("http");
-  asio::io_context io{1};
-  tcp::acceptor acceptor{io};
-  asio::thread_pool pool{kHandlerThreads};
-  std::atomic<std::size_t> connections{0};
-  std::atomic<bool> stopping{false};
-  std::uint16_t port = 0;
-  std::thread thread;
+  // Last: stopped and destroyed first, while the handler is still there.
+  TcpAcceptor server{kurier::log::get("http"), "http", kHandlerThreads, kMaxConnections};
 };
 
 HttpServer::HttpServer(const std::string& listen, HttpHandler handler)
@@ -202,9 +137,9 @@ HttpServer::HttpServer(const std::string& listen, HttpHandler handler)
 
 HttpServer::~HttpServer() { stop(); }
 
-std::uint16_t HttpServer::port() const { return impl_->port; }
+std::uint16_t HttpServer::port() const { return impl_->server.port(); }
 
-void HttpServer::stop() { impl_->stop(); }
+void HttpServer::stop() { impl_->server.stop(); }
 
 namespace {
 

@@ -12,6 +12,7 @@
 
 #include <toml++/toml.h>
 
+#include "common/text.h"
 #include "engine/hygiene_config.h"
 #include "engine/input_error.h"
 
@@ -37,18 +38,6 @@ constexpr std::array<Verdict, kVerdictCount> kReasonPriority = {
     Verdict::syntax,     Verdict::duplicate, Verdict::suppressed,      Verdict::trap,        Verdict::no_mail_host,
     Verdict::disposable, Verdict::role,      Verdict::provider_syntax, Verdict::typo_suspect};
 
-std::string lower_ascii(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
 // One entry a line; '#' starts a comment line; blank lines ignored; lower-cased.
 template <typename Fn>
 void for_each_entry(std::string_view text, Fn&& fn) {
@@ -58,9 +47,9 @@ void for_each_entry(std::string_view text, Fn&& fn) {
     std::string_view line = text.substr(0, end);
     text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
     ++line_no;
-    line = trim(line);
+    line = text::trim(line);
     if (line.empty() || line.front() == '#') continue;
-    fn(lower_ascii(line), line_no);
+    fn(text::lower_ascii(line), line_no);
   }
 }
 
@@ -81,7 +70,7 @@ std::vector<std::string> words_of(std::string_view local) {
       if (!word.empty()) words.push_back(std::move(word));
       word.clear();
     } else {
-      word += static_cast<char>(std::tolower(c));
+      word += text::lower_char(static_cast<char>(c));
     }
   }
   if (!word.empty()) words.push_back(std::move(word));
@@ -130,7 +119,7 @@ class LowerLocal {
  public:
   explicit LowerLocal(std::string_view local) : size_(std::min(local.size(), kMaxLocalPartBytes)) {
     for (std::size_t i = 0; i < size_; ++i)
-      buf_[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(local[i])));
+      buf_[i] = text::lower_char(local[i]);
   }
   std::string_view view() const { return {buf_.data(), size_}; }
 
@@ -180,10 +169,10 @@ struct ProviderRule {
   std::vector<std::pair<unsigned char, std::size_t>> max_count;
   char subaddress = 0;  // 0: none
 
-  // True if the provider could have issued this local part.
-  bool allows(std::string_view local) const {
-    if (local.empty() || local.front() == '"' || has_8bit(local)) return false;
-    std::string l = lower_ascii(local);
+  // True if the provider could have issued this local part (given lower-cased).
+  bool allows(std::string_view lower_local) const {
+    if (lower_local.empty() || lower_local.front() == '"' || has_8bit(lower_local)) return false;
+    std::string_view l = lower_local;
     if (subaddress) l = l.substr(0, l.find(subaddress));
     if (l.empty()) return false;
     std::size_t length = 0;
@@ -242,7 +231,7 @@ std::vector<ProviderRule> parse_provider_rules(std::string_view text, const std:
     for (const auto& d : *domains) {
       auto v = d.value<std::string>();
       if (!v || v->empty()) throw InputError(file, d.source().begin.line, "provider.domains", "must be strings");
-      rule.domains.push_back(lower_ascii(*v));
+      rule.domains.push_back(text::lower_ascii(*v));
     }
     rule.min_length = count_of("min_length", 1);
     rule.max_length = count_of("max_length", kMaxLocalPartBytes);
@@ -397,9 +386,9 @@ Hygiene::Hygiene(HygieneOptions options) : options_(std::move(options)) {
       lists->disposable.insert(std::move(d));
     });
   }
-  for (const auto& r : options_.roles) lists->roles.insert(lower_ascii(trim(r)));
-  for (const auto& k : options_.trap_keywords) add_trap(lower_ascii(trim(k)));
-  for (const auto& d : options_.typo_domains) add_typo_target(lower_ascii(trim(d)));
+  for (const auto& r : options_.roles) lists->roles.insert(text::lower_ascii(text::trim(r)));
+  for (const auto& k : options_.trap_keywords) add_trap(text::lower_ascii(text::trim(k)));
+  for (const auto& d : options_.typo_domains) add_typo_target(text::lower_ascii(text::trim(d)));
 
   lists->providers = parse_provider_rules(hygiene_data::kProviderSyntax, "data/provider-syntax.toml");
   if (options_.provider_syntax_file) {
@@ -451,21 +440,22 @@ Hygiene::DomainFacts Hygiene::domain_facts(const std::string& domain) const {
 void Hygiene::judge_parsed(const ParsedAddress& parsed, std::string_view address, const DomainFacts& facts,
                            Judgement& j) const {
   const auto& policy = options_;
-  if (policy[Verdict::provider_syntax] != Policy::off && facts.provider && !facts.provider->allows(parsed.local))
+  const LowerLocal lower(parsed.local);
+  if (policy[Verdict::provider_syntax] != Policy::off && facts.provider && !facts.provider->allows(lower.view()))
     j.verdicts.add(Verdict::provider_syntax);
   if (policy[Verdict::disposable] != Policy::off && facts.disposable) j.verdicts.add(Verdict::disposable);
   const bool quoted = !parsed.local.empty() && parsed.local.front() == '"';
-  const LowerLocal lower(parsed.local);
   if (policy[Verdict::role] != Policy::off && !quoted) {
     if (lists_->roles.contains(lower.view().substr(0, lower.view().find('+')))) j.verdicts.add(Verdict::role);
   }
   if (policy[Verdict::trap] != Policy::off) {
     bool trap = any_word(lower.view(), [&](std::string_view w) { return lists_->trap_words.contains(w); });
+    std::optional<std::vector<std::string>> words;  // split once, and only if a phrase may match
     for (const auto& phrase : lists_->trap_phrases) {
       if (trap) break;
       if (lower.view().find(phrase.front()) == std::string_view::npos) continue;  // cheap test first
-      const auto words = words_of(parsed.local);
-      trap = std::search(words.begin(), words.end(), phrase.begin(), phrase.end()) != words.end();
+      if (!words) words = words_of(parsed.local);
+      trap = std::search(words->begin(), words->end(), phrase.begin(), phrase.end()) != words->end();
     }
     if (trap) j.verdicts.add(Verdict::trap);
   }
@@ -476,16 +466,8 @@ void Hygiene::judge_parsed(const ParsedAddress& parsed, std::string_view address
 }
 
 Judgement Hygiene::judge_address(std::string_view address) const {
-  Judgement j;
-  AddressCheck check = parse_address(address, options_.syntax);
-  if (!check.address) {
-    j.verdicts.add(Verdict::syntax);
-    j.problem = std::move(check.problem);
-  } else if (!check.address->ip_literal) {
-    judge_parsed(*check.address, address, domain_facts(check.address->domain), j);
-  }
-  decide(j);
-  return j;
+  // Without DNS, a suppression list or earlier addresses, a Screening finds exactly these verdicts.
+  return Screening(*this, nullptr).judge(address);
 }
 
 void Hygiene::decide(Judgement& j) const {
@@ -586,7 +568,7 @@ Judgement Screening::judge(std::string_view address) {
     if (!state_->seen.insert(std::hash<std::string_view>{}(key))) j.verdicts.add(Verdict::duplicate);
   }
   if (suppressed_) {
-    if (auto reason = suppressed_(lower_ascii(address))) {
+    if (auto reason = suppressed_(text::lower_ascii(address))) {
       j.verdicts.add(Verdict::suppressed);
       j.suppression = std::move(*reason);
     }

@@ -5,6 +5,7 @@
 
 #include "common/asio.h"
 #include "dns/mx_resolver.h"
+#include "engine/config.h"
 
 namespace kurier::engine {
 namespace {
@@ -61,6 +62,11 @@ class DnsMailHostLookup final : public MailHostLookup {
 std::unique_ptr<MailHostLookup> make_dns_mail_host_lookup(std::vector<std::string> servers,
                                                           std::chrono::milliseconds timeout) {
   return std::make_unique<DnsMailHostLookup>(std::move(servers), timeout);
+}
+
+std::unique_ptr<MailHostLookup> make_no_mail_host_lookup(const Hygiene& hygiene, const Config& config) {
+  if (hygiene.options()[Verdict::no_mail_host] == Policy::off) return nullptr;
+  return make_dns_mail_host_lookup(config.dns_servers, config.dns_timeout);
 }
 
 }  // namespace kurier::engine

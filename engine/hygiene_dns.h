@@ -11,6 +11,8 @@
 
 namespace kurier::engine {
 
+struct Config;
+
 // Queries in flight at once: enough to hide round trips, few enough not to look
 // like a flood to the resolver (c-ares itself has no limit).
 inline constexpr std::size_t kMaxMailHostQueriesInFlight = 64;
@@ -19,5 +21,9 @@ inline constexpr std::size_t kMaxMailHostQueriesInFlight = 64;
 // Throws std::runtime_error for a bad server string.
 std::unique_ptr<MailHostLookup> make_dns_mail_host_lookup(std::vector<std::string> servers,
                                                           std::chrono::milliseconds timeout);
+
+// The lookup `hygiene` needs with the resolvers of `config`: null when its no_mail_host
+// policy is off (no DNS at all then).
+std::unique_ptr<MailHostLookup> make_no_mail_host_lookup(const Hygiene& hygiene, const Config& config);
 
 }  // namespace kurier::engine

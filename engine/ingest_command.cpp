@@ -57,7 +57,7 @@ int bounce_ingest_command(const IngestOptions& options) {
       auto result = applier.apply(message, system_now_ms());
       stats.add(message, result);
       log::get("engine")->debug("event=ingest file=\"{}\" kind={} matched={} suppressed={}", stored.origin,
-                                kind_name(message.kind), result.matched, result.suppressed);
+                                bounce::to_string(message.kind), result.matched, result.suppressed);
     });
   }
   if (options.json) {

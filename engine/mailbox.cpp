@@ -13,20 +13,6 @@ namespace kurier::engine {
 namespace fs = std::filesystem;
 namespace {
 
-std::string read_message_file(const fs::path& path) {
-  std::error_code ec;
-  auto size = fs::file_size(path, ec);
-  if (ec) throw InputError(path.string(), 0, "", "cannot read: " + ec.message());
-  if (size > kMaxMessageFileBytes)
-    throw InputError(path.string(), 0, "", "larger than " + std::to_string(kMaxMessageFileBytes >> 20) + " MB");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path.string(), 0, "", "cannot read file");
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (in.bad()) throw InputError(path.string(), 0, "", "read error");
-  return std::move(out).str();
-}
-
 // ">From ", ">>From ": a quoted "From " line (mboxrd).
 bool is_quoted_from(std::string_view line) {
   std::size_t i = 0;
@@ -56,6 +42,20 @@ void each_file_message(const fs::path& file, const std::function<void(StoredMess
 }
 
 }  // namespace
+
+std::string read_message_file(const fs::path& path) {
+  std::error_code ec;
+  auto size = fs::file_size(path, ec);
+  if (ec) throw InputError(path.string(), 0, "", "cannot read: " + ec.message());
+  if (size > kMaxMessageFileBytes)
+    throw InputError(path.string(), 0, "", "larger than " + std::to_string(kMaxMessageFileBytes >> 20) + " MB");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path.string(), 0, "", "cannot read file");
+  std::ostringstream out;
+  out << in.rdbuf();
+  if (in.bad()) throw InputError(path.string(), 0, "", "read error");
+  return std::move(out).str();
+}
 
 std::vector<std::string> split_mbox(std::string_view text) {
   std::vector<std::string> out;
@@ -101,7 +101,6 @@ void check_mail_path(const fs::path& path) {
 }
 
 void for_each_stored_message(const fs::path& path, const std::function<void(StoredMessage&&)>& fn) {
-  check_mail_path(path);
   if (!fs::is_directory(path)) {
     each_file_message(path, fn);
     return;

@@ -21,6 +21,10 @@ struct StoredMessage {
 // comes near this; a bigger file is refused rather than read into memory.
 constexpr std::uintmax_t kMaxMessageFileBytes = 64u << 20;
 
+// Reads one message file whole. InputError naming the file when it is missing, not a
+// regular file, unreadable or larger than kMaxMessageFileBytes.
+std::string read_message_file(const std::filesystem::path& path);
+
 // Splits mbox text into messages: a message starts at a "From " line at the start of
 // the text or after an empty line; that line is dropped, the blank separator line
 // before the next one too, and ">From ", ">>From ", ... lose one '>' (mboxrd).
@@ -33,6 +37,7 @@ void check_mail_path(const std::filesystem::path& path);
 // Calls `fn` for each message under `path`: a file starting with "From " is an mbox,
 // any other file one message; a directory with new/ or cur/ is a Maildir, any other
 // directory its regular files (sorted by name, not recursive). Throws InputError.
+// Does not check `path` itself: run check_mail_path() on the command line first.
 void for_each_stored_message(const std::filesystem::path& path, const std::function<void(StoredMessage&&)>& fn);
 
 }  // namespace kurier::engine

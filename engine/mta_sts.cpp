@@ -19,6 +19,7 @@
 
 #include "common/asio.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "dns/txt_lookup.h"
 #include "smtp/tls_trust.h"
 
@@ -49,14 +50,8 @@ const std::shared_ptr<spdlog::logger>& logger() {
   return instance;
 }
 
-char lower_char(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = lower_char(c);
-  return out;
-}
-
+// Not text::trim: only blanks (and the CR of a CRLF line at the end) are padding
+// here; a leading CR, FF or VT stays and makes the key or value invalid.
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
@@ -66,11 +61,6 @@ std::string_view trim(std::string_view s) {
 std::string_view without_trailing_dot(std::string_view s) {
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);
   return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower_char(x) == lower_char(y); });
 }
 
 bool is_alnum(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
@@ -124,7 +114,7 @@ awaitable<Fetched> fetch_from(std::string host, std::string address, MtaStsOptio
   // RFC 8461 §3.3: redirects are not followed; only a 200 carries a policy.
   if (response.result_int() != 200) co_return Fetched{{}, "HTTP status " + std::to_string(response.result_int())};
   std::string_view type(response[http::field::content_type].data(), response[http::field::content_type].size());
-  if (!iequals(type.substr(0, std::min<std::size_t>(type.size(), 10)), "text/plain"))
+  if (!text::istarts_with(type, "text/plain"))
     co_return Fetched{{}, "content type is not text/plain"};
   // No close_notify exchange: the body is complete (Content-Length or chunked end).
   beast::get_lowest_layer(stream).close();
@@ -185,7 +175,7 @@ StsPolicyParse parse_sts_policy(std::string_view text) {
         return is_alnum(c) || c == '-' || c == '.' || c == '_';
       });
       if (!valid) return fail("mx must be a host name or \"*.\" and a domain");
-      policy.mx.push_back(lower(pattern));
+      policy.mx.push_back(text::lower_ascii(pattern));
     }
     // Other keys are extensions (RFC 8461 §3.2): ignored.
   }
@@ -229,9 +219,9 @@ bool mx_matches(std::string_view pattern, std::string_view host) {
     const std::string_view suffix = pattern.substr(1);  // ".example.net"
     if (host.size() <= suffix.size()) return false;
     const std::string_view label = host.substr(0, host.size() - suffix.size());
-    return label.find('.') == std::string_view::npos && iequals(host.substr(label.size()), suffix);
+    return label.find('.') == std::string_view::npos && text::iequals(host.substr(label.size()), suffix);
   }
-  return iequals(pattern, host);
+  return text::iequals(pattern, host);
 }
 
 bool mx_allowed(const StsPolicy& policy, std::string_view host) {

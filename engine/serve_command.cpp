@@ -217,10 +217,7 @@ class Api {
  public:
   Api(const Config& config, queue::Store& store, Delivery& delivery, CampaignCounts& counts, std::string token)
       : config_(config), store_(store), delivery_(delivery), counts_(counts), token_(std::move(token)),
-        hygiene_(config.hygiene) {
-    if (hygiene_.options()[Verdict::no_mail_host] != Policy::off)
-      mail_hosts_ = make_dns_mail_host_lookup(config.dns_servers, config.dns_timeout);
-  }
+        hygiene_(config.hygiene), mail_hosts_(make_no_mail_host_lookup(hygiene_, config)) {}
 
   HttpResponse operator()(const HttpRequest& request) {
     const bool get = request.method == "GET" || request.method == "HEAD";
@@ -398,7 +395,7 @@ std::optional<nlohmann::json> fetch_live_status(const Config& config) {
   return status;
 }
 
-std::string format_live_status(const nlohmann::json& status, const std::optional<std::string>& campaign) {
+std::string format_live_status(const nlohmann::json& status) {
   std::string out;
   const std::int64_t now_s = status.value("time", std::int64_t{0}) / 1000;
   out += fmt::format("kurier serve: live status at {}\n\n", iso_time(status.value("time", std::int64_t{0}), false));
@@ -410,12 +407,10 @@ std::string format_live_status(const nlohmann::json& status, const std::optional
   }
   out += fmt::format("\n{:<28} {:>7} {:>7} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10}\n", "campaign", "total", "queued",
                      "flight", "delivered", "deferred", "bounced", "expired", "suppressed");
-  for (const auto& c : status.value("campaigns", json::array())) {
-    if (campaign && c.value("campaign", "") != *campaign) continue;
+  for (const auto& c : status.value("campaigns", json::array()))
     out += fmt::format("{:<28} {:>7} {:>7} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10}\n", c.value("campaign", ""),
                        c.value("total", 0), c.value("queued", 0), c.value("in_flight", 0), c.value("delivered", 0),
                        c.value("deferred", 0), c.value("bounced", 0), c.value("expired", 0), c.value("suppressed", 0));
-  }
   return out;
 }
 

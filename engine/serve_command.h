@@ -48,7 +48,6 @@ std::filesystem::path token_file(const Config& config);
 // GET /api/status from the daemon at [http] listen; nullopt when none answers.
 std::optional<nlohmann::json> fetch_live_status(const Config& config);
 // The per-domain and per-provider table of a /api/status document (status, top).
-// `campaign`: only that campaign's line in the campaigns section.
-std::string format_live_status(const nlohmann::json& status, const std::optional<std::string>& campaign = {});
+std::string format_live_status(const nlohmann::json& status);
 
 }  // namespace kurier::engine

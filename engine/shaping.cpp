@@ -12,8 +12,12 @@
 
 #include <toml++/toml.h>
 
+#include "common/text.h"
+#include "dns/message.h"
+#include "engine/config.h"
 #include "engine/input_error.h"
 #include "engine/metrics.h"
+#include "engine/tls_policy.h"
 
 namespace kurier::engine {
 namespace {
@@ -28,22 +32,14 @@ constexpr std::int64_t kReconnectPauseMs = 1000;
 // A new connection is pointless while the message rate already has this much work
 // queued ahead: it would only idle, holding a slot at the server.
 constexpr double kMaxPacingBacklogMs = 2000;
-// How soon to look again when every connection slot of a key is taken.
+// How soon to look again when every connection slot of a key is taken by sessions of
+// other destinations (a destination's own sessions ending restart it without a poll).
 constexpr std::int64_t kSlotPollMs = 20;
 // Throttles of plain domains that are idle and unthrottled are dropped after this
 // many creations, so a list with a million small domains does not grow the table.
 constexpr std::size_t kSweepEvery = 4096;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string trim_dot(std::string s) {
-  while (!s.empty() && s.back() == '.') s.pop_back();
-  return s;
-}
+using dns::wire::normalize_name;  // lower-case, no trailing dot
 
 std::size_t line_of(const toml::node& node) { return node.source().begin.line; }
 
@@ -75,7 +71,7 @@ class BlockReader {
 
   std::chrono::seconds duration_of(const toml::node& node, std::string_view key) const {
     auto text = node.value<std::string>();
-    auto d = text ? parse_shaping_duration(*text) : std::nullopt;
+    auto d = text ? parse_duration(*text) : std::nullopt;
     if (!d) fail(node, key, "not a duration like \"30s\", \"5m\", \"2h\", \"5d\"");
     return *d;
   }
@@ -98,7 +94,7 @@ class BlockReader {
     for (const auto& item : *array) {
       auto text = item.value<std::string>();
       if (!text || text->empty() || !item.is_string()) fail(item, key, "must be a list of non-empty strings");
-      out.push_back(trim_dot(lower(*text)));
+      out.push_back(normalize_name(*text));
     }
     return out;
   }
@@ -118,10 +114,8 @@ class BlockReader {
     if (auto v = duration("greylist_delay")) out.greylist_delay = *v;
     if (const toml::node* node = table_.get("tls")) {
       auto name = node->value<std::string>();
-      if (name && *name == "opportunistic") out.tls = smtp::TlsPolicy::opportunistic;
-      else if (name && *name == "required") out.tls = smtp::TlsPolicy::required;
-      else if (name && *name == "none") out.tls = smtp::TlsPolicy::disabled;
-      else fail(*node, "tls", "must be \"opportunistic\", \"required\" or \"none\"");
+      out.tls = name ? tls_policy_from_string(*name) : std::nullopt;
+      if (!out.tls) fail(*node, "tls", "must be \"opportunistic\", \"required\" or \"none\"");
     }
     if (auto v = duration("recovery_interval")) {
       if (v->count() < 1) fail(*table_.get("recovery_interval"), "recovery_interval", "must be at least 1s");
@@ -160,28 +154,9 @@ class BlockReader {
   }
 
   // Unknown keys are typos: reject them instead of silently ignoring a limit.
-  void only_keys(std::initializer_list<std::string_view> allowed) const {
-    for (const auto& [k, v] : table_) {
-      if (std::find(allowed.begin(), allowed.end(), k.str()) == allowed.end())
-        fail(v, k.str(), "unknown key");
-    }
-  }
-
-  static std::optional<std::chrono::seconds> parse_shaping_duration(const std::string& text) {
-    if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return std::nullopt;
-    std::size_t pos = 0;
-    long long value = 0;
-    try {
-      value = std::stoll(text, &pos);
-    } catch (...) {
-      return std::nullopt;
-    }
-    const std::string unit = text.substr(pos);
-    if (unit == "s") return std::chrono::seconds(value);
-    if (unit == "m") return std::chrono::minutes(value);
-    if (unit == "h") return std::chrono::hours(value);
-    if (unit == "d") return std::chrono::hours(24 * value);
-    return std::nullopt;
+  void only_keys(const std::vector<std::string_view>& allowed) const {
+    for (const auto& [k, v] : table_)
+      if (std::find(allowed.begin(), allowed.end(), k.str()) == allowed.end()) fail(v, k.str(), "unknown key");
   }
 
  private:
@@ -200,11 +175,6 @@ std::vector<std::string_view> with(std::initializer_list<std::string_view> more)
   return out;
 }
 
-void check_keys(const BlockReader& reader, const toml::table& table, const std::vector<std::string_view>& allowed) {
-  for (const auto& [k, v] : table)
-    if (std::find(allowed.begin(), allowed.end(), k.str()) == allowed.end()) reader.fail(v, k.str(), "unknown key");
-}
-
 ShapingRules parse_root(const toml::table& root, const std::string& file) {
   ShapingRules rules;
   for (const auto& [k, v] : root) {
@@ -217,7 +187,7 @@ ShapingRules parse_root(const toml::table& root, const std::string& file) {
     const toml::table* def = node->as_table();
     if (!def) throw InputError(file, line_of(*node), "default", "must be a table");
     BlockReader reader(file, *def, "default");
-    check_keys(reader, *def, with({}));
+    reader.only_keys(with({}));
     reader.limits(rules.defaults);
   }
   if (const toml::node* node = root.get("throttle")) {
@@ -231,7 +201,7 @@ ShapingRules parse_root(const toml::table& root, const std::string& file) {
       const toml::table* t = v.as_table();
       if (!t) throw InputError(file, line_of(v), prefix, "must be a table");
       BlockReader reader(file, *t, prefix);
-      check_keys(reader, *t, with({"match_domains", "match_mx", "on_reply"}));
+      reader.only_keys(with({"match_domains", "match_mx", "on_reply"}));
       ProviderRule rule;
       rule.name = std::string(k.str());
       rule.limits = rules.defaults;
@@ -257,9 +227,9 @@ ShapingRules parse_root(const toml::table& root, const std::string& file) {
       const toml::table* t = v.as_table();
       if (!t) throw InputError(file, line_of(v), prefix, "must be a table");
       BlockReader reader(file, *t, prefix);
-      check_keys(reader, *t, with({"on_reply"}));
+      reader.only_keys(with({"on_reply"}));
       DomainRule rule;
-      rule.domain = trim_dot(lower(k.str()));
+      rule.domain = normalize_name(std::string(k.str()));
       rule.limits = rules.defaults;
       reader.limits(rule.limits);
       if (const toml::node* r = t->get("on_reply")) rule.on_reply = reader.throttle_rules(*r, "on_reply");
@@ -329,17 +299,7 @@ ThrottleRule make_throttle_rule(std::string pattern, ThrottleAction action, std:
   return rule;
 }
 
-bool ThrottleRule::matches(int code, std::string_view enhanced, std::string_view text) const {
-  if (!compiled) return false;
-  std::string line = std::to_string(code);
-  if (!enhanced.empty()) {
-    line += ' ';
-    line += enhanced;
-  }
-  line += ' ';
-  line += text;
-  return compiled->search(line);
-}
+bool ThrottleRule::matches(const std::string& reply_line) const { return compiled && compiled->search(reply_line); }
 
 const std::vector<ThrottleRule>& builtin_throttle_rules() {
   using std::chrono::minutes;
@@ -383,9 +343,7 @@ ShapingRules parse_shaping(std::string_view text, const std::string& origin) {
 bool host_glob_match(std::string_view pattern, std::string_view host) {
   // Iterative glob with backtracking to the last '*'.
   std::size_t p = 0, h = 0, star = std::string_view::npos, mark = 0;
-  auto eq = [](char a, char b) {
-    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-  };
+  auto eq = [](char a, char b) { return text::lower_char(a) == text::lower_char(b); };
   while (h < host.size()) {
     if (p < pattern.size() && (pattern[p] == '?' || eq(pattern[p], host[h]))) {
       ++p;
@@ -406,7 +364,7 @@ bool host_glob_match(std::string_view pattern, std::string_view host) {
 
 bool is_greylist_reply(int code, std::string_view enhanced, std::string_view text) {
   if (code < 400 || code >= 500 || code == 421) return false;
-  const std::string t = lower(text);
+  const std::string t = text::lower_ascii(text);
   if (contains(t, "greylist") || contains(t, "graylist") || contains(t, "grey-list") || contains(t, "gray-list") ||
       contains(t, "postgrey"))
     return true;
@@ -419,7 +377,7 @@ bool is_greylist_reply(int code, std::string_view enhanced, std::string_view tex
 }
 
 std::optional<std::chrono::seconds> greylist_hint(std::string_view text) {
-  const std::string t = lower(text);
+  const std::string t = text::lower_ascii(text);
   // A number followed by a time unit: "300 seconds", "5 minutes", "2 min", "90s".
   for (std::size_t i = 0; i < t.size(); ++i) {
     if (!std::isdigit(static_cast<unsigned char>(t[i])) || (i > 0 && std::isalnum(static_cast<unsigned char>(t[i - 1]))))
@@ -493,7 +451,10 @@ Throttle::Gate Throttle::try_open_connection(std::int64_t now_ms) {
   refresh(now_ms);
   if (suspended_until_ms_ > now_ms) return {false, suspended_until_ms_};
   if (reconnect_after_ms_ > now_ms) return {false, reconnect_after_ms_};
-  if (open_ >= connection_limit_) return {false, now_ms + kSlotPollMs};
+  if (open_ >= connection_limit_) {
+    const bool reduced = connection_limit_ < limits_.connections;
+    return {false, now_ms + kSlotPollMs, true, reduced ? std::max(hold_until_ms_, next_recovery_ms_) : 0};
+  }
   if (open_ > 0 && rate_ > 0 && message_tat_ms_ - static_cast<double>(now_ms) > kMaxPacingBacklogMs)
     return {false, static_cast<std::int64_t>(message_tat_ms_ - kMaxPacingBacklogMs) + 1};
   if (!limits_.connection_rate.unlimited()) {
@@ -518,7 +479,7 @@ bool Throttle::over_connection_limit(std::int64_t now_ms) {
 std::optional<std::int64_t> Throttle::reserve_message(std::int64_t now_ms, std::int64_t max_wait_ms) {
   std::lock_guard lock(mutex_);
   refresh(now_ms);
-  if (suspended_until_ms_ > now_ms) return std::nullopt;
+  if (suspended_until_ms_ > now_ms || open_ > connection_limit_) return std::nullopt;
   std::int64_t send_at = now_ms;
   if (rate_ > 0) {
     const double at = std::max(message_tat_ms_, static_cast<double>(now_ms));
@@ -538,9 +499,17 @@ std::optional<std::int64_t> Throttle::reserve_message(std::int64_t now_ms, std::
 }
 
 ThrottleAction Throttle::on_reply(int code, std::string_view enhanced, std::string_view text, std::int64_t now_ms) {
+  // The line every rule searches, built once for all of them.
+  std::string line = std::to_string(code);
+  if (!enhanced.empty()) {
+    line += ' ';
+    line += enhanced;
+  }
+  line += ' ';
+  line += text;
   const ThrottleRule* rule = nullptr;
   for (const ThrottleRule* r : rules_)
-    if (r->matches(code, enhanced, text)) {
+    if (r->matches(line)) {
       rule = r;
       break;
     }
@@ -618,7 +587,7 @@ Shaper::Shaper(ShapingRules rules) : rules_(std::move(rules)) {}
 
 bool Shaper::needs_mx(std::string_view domain) const {
   if (!rules_.uses_mx()) return false;
-  const std::string d = trim_dot(lower(domain));
+  const std::string d = normalize_name(std::string(domain));
   if (rules_.domains.count(d)) return false;
   for (const auto& p : rules_.providers)
     if (any_match(p.match_domains, d)) return false;
@@ -626,14 +595,14 @@ bool Shaper::needs_mx(std::string_view domain) const {
 }
 
 Shaper::Route Shaper::route(std::string_view domain, const std::vector<std::string>& mx_hosts) const {
-  const std::string d = trim_dot(lower(domain));
+  const std::string d = normalize_name(std::string(domain));
   if (auto it = rules_.domains.find(d); it != rules_.domains.end())
     return {"domain:" + d, "", &it->second.limits, &it->second.on_reply};
   for (const auto& p : rules_.providers)
     if (any_match(p.match_domains, d)) return {p.name, p.name, &p.limits, &p.on_reply};
   // The most preferred MX decides: that is where the mail goes.
   if (!mx_hosts.empty()) {
-    const std::string host = trim_dot(lower(mx_hosts.front()));
+    const std::string host = normalize_name(std::string(mx_hosts.front()));
     for (const auto& p : rules_.providers)
       if (any_match(p.match_mx, host)) return {p.name, p.name, &p.limits, &p.on_reply};
   }
@@ -666,18 +635,6 @@ std::shared_ptr<Throttle> Shaper::throttle_for(std::string_view domain, const st
     }
   }
   return created;
-}
-
-std::vector<ThrottleSnapshot> Shaper::snapshot(std::int64_t now_ms) {
-  std::vector<std::shared_ptr<Throttle>> all;
-  {
-    std::lock_guard lock(mutex_);
-    for (const auto& [k, t] : throttles_) all.push_back(t);
-  }
-  std::vector<ThrottleSnapshot> out;
-  for (const auto& t : all) out.push_back(t->snapshot(now_ms));
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
-  return out;
 }
 
 void Shaper::on_new_throttle(std::function<void(Throttle&)> callback) {

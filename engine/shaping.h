@@ -57,7 +57,8 @@ struct ThrottleRule {
   ThrottleAction action = ThrottleAction::slow;
   std::chrono::seconds duration{60};
   std::shared_ptr<const ReplyPattern> compiled;
-  bool matches(int code, std::string_view enhanced, std::string_view text) const;
+  // `reply_line`: "<code> <enhanced> <text>" ("<code> <text>" without an enhanced code).
+  bool matches(const std::string& reply_line) const;
 };
 // Compiles `pattern` (ECMAScript, icase). Throws std::regex_error on a bad pattern.
 ThrottleRule make_throttle_rule(std::string pattern, ThrottleAction action, std::chrono::seconds duration);
@@ -155,19 +156,22 @@ class Throttle {
   struct Gate {
     bool ok = false;
     std::int64_t retry_at_ms = 0;  // when !ok: the earliest moment worth trying again
+    bool slots_full = false;       // when !ok: only because every connection slot is taken
+    std::int64_t limit_grows_at_ms = 0;  // slots_full after a slow-down: when the limit grows back
   };
   // A new connection: within the connection limit, the connection rate, not suspended
   // and not so far behind on the message rate that it would only idle. On ok the slot
   // is taken; give it back with connection_closed().
   Gate try_open_connection(std::int64_t now_ms);
   void connection_closed();
-  // True if more connections are open than the limit now allows (after a slow-down):
-  // the caller ends its session after the current message.
+  // True if more connections are open than the limit now allows (after a slow-down),
+  // or the key is suspended.
   bool over_connection_limit(std::int64_t now_ms);
 
   // Reserves the next message slot (GCRA): the time the message may be sent (<= now:
-  // at once). nullopt (nothing reserved) when suspended or the slot lies more than
-  // `max_wait_ms` ahead.
+  // at once). nullopt (nothing reserved) when suspended, when more connections are open
+  // than the limit now allows (the caller's session gives way after a slow-down), or
+  // when the slot lies more than `max_wait_ms` ahead.
   std::optional<std::int64_t> reserve_message(std::int64_t now_ms, std::int64_t max_wait_ms);
 
   // Applies the first matching rule; returns its action (none: not a throttle reply).
@@ -215,7 +219,6 @@ class Shaper {
  public:
   explicit Shaper(ShapingRules rules);
 
-  const ShapingRules& rules() const { return rules_; }
   // True when the domain's key can only be known from its MX hosts (no domain rule
   // matches it and some provider matches by MX).
   bool needs_mx(std::string_view domain) const;
@@ -232,7 +235,6 @@ class Shaper {
   };
   Route route(std::string_view domain, const std::vector<std::string>& mx_hosts) const;
 
-  std::vector<ThrottleSnapshot> snapshot(std::int64_t now_ms);
   // Called for every throttle when it is created (e.g. to attach a metrics series).
   void on_new_throttle(std::function<void(Throttle&)> callback);
 

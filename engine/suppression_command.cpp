@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "engine/address.h"
 #include "engine/config.h"
 #include "engine/csv.h"
@@ -22,12 +23,7 @@
 namespace kurier::engine {
 namespace {
 
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
+// Spaces and tabs only (unlike text::trim): a CSV cell keeps other control bytes.
 std::string trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -48,7 +44,7 @@ int import_csv(queue::Store& store, const std::filesystem::path& file) {
   if (!csv.next(row)) throw InputError(name, 0, "", "empty file (a header row with an `address` column is required)");
   int address_col = -1, reason_col = -1, time_col = -1;
   for (std::size_t i = 0; i < row.size(); ++i) {
-    const auto col = lower(trim(row[i]));
+    const auto col = text::lower_ascii(trim(row[i]));
     if ((col == "address" || col == "email") && address_col < 0) address_col = static_cast<int>(i);
     if (col == "reason") reason_col = static_cast<int>(i);
     if (col == "time") time_col = static_cast<int>(i);
@@ -69,7 +65,7 @@ int import_csv(queue::Store& store, const std::filesystem::path& file) {
     const std::string address = trim(row[static_cast<std::size_t>(address_col)]);
     if (auto problem = address_problem(address))
       throw InputError(name, line, address_field, "not a valid address: \"" + address + "\": " + *problem);
-    entry.address = lower(normalize_address(address));
+    entry.address = normalize_address(address);  // the store's key lower-cases the rest
     entry.reason = reason_col >= 0 ? trim(row[static_cast<std::size_t>(reason_col)]) : "";
     if (entry.reason.find_first_of("\r\n") != std::string::npos)
       throw InputError(name, line, "reason", "line breaks are not allowed");
@@ -165,7 +161,7 @@ int suppress_command(const SuppressOptions& options) {
   if (options.action == "add") {
     if (auto problem = address_problem(options.address))
       throw InputError("ADDRESS", 0, "", "not a valid address: \"" + options.address + "\": " + *problem);
-    store->suppress({lower(normalize_address(options.address)), options.reason, system_now_ms()});
+    store->suppress({normalize_address(options.address), options.reason, system_now_ms()});
     fmt::print("kurier: {} suppressed ({})\n", options.address, options.reason);
     return 0;
   }

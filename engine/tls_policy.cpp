@@ -15,6 +15,12 @@ std::string_view to_string(smtp::TlsPolicy policy) {
   return "opportunistic";
 }
 
+std::optional<smtp::TlsPolicy> tls_policy_from_string(std::string_view name) {
+  for (auto policy : {smtp::TlsPolicy::opportunistic, smtp::TlsPolicy::required, smtp::TlsPolicy::disabled})
+    if (name == to_string(policy)) return policy;
+  return std::nullopt;
+}
+
 TlsPlan plan_tls(smtp::TlsPolicy configured, const std::optional<StsPolicy>& policy,
                  std::vector<smtp::Target> targets) {
   TlsPlan plan;

@@ -16,6 +16,8 @@
 namespace kurier::engine {
 
 std::string_view to_string(smtp::TlsPolicy policy);  // "opportunistic", "required", "none"
+// The inverse of to_string(); nullopt for any other name.
+std::optional<smtp::TlsPolicy> tls_policy_from_string(std::string_view name);
 
 struct TlsPlan {
   smtp::TlsPolicy tls = smtp::TlsPolicy::opportunistic;

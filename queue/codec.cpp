@@ -5,6 +5,8 @@
 
 #include <limits>
 
+#include "common/text.h"
+
 namespace kurier::queue::codec {
 namespace {
 
@@ -199,33 +201,30 @@ std::string schedule_bound(std::int64_t due_ms) {
   return k;
 }
 
-std::string attempt_key(RecipientKey key, std::uint32_t seq) {
+namespace {
+
+// <prefix, campaign, recipient, seq>: one entry of a recipient's attempt or event log.
+std::string log_key(char prefix, RecipientKey key, std::uint32_t seq) {
   std::string k;
   k.reserve(kAttemptKeySize);
-  append_recipient_key(k, kAttemptPrefix, key);
+  append_recipient_key(k, prefix, key);
   append_u32(k, seq);
   return k;
 }
 
-std::string suppression_key(std::string_view address) {
-  std::string k(1, kSuppressionPrefix);
+// <prefix, lower-cased address>: per-address state (suppression, soft-bounce count).
+std::string address_key(char prefix, std::string_view address) {
+  std::string k(1, prefix);
   k.append(lower_address(address));
   return k;
 }
 
-std::string event_key(RecipientKey key, std::uint32_t seq) {
-  std::string k;
-  k.reserve(kAttemptKeySize);
-  append_recipient_key(k, kEventPrefix, key);
-  append_u32(k, seq);
-  return k;
-}
+}  // namespace
 
-std::string soft_bounce_key(std::string_view address) {
-  std::string k(1, kSoftBouncePrefix);
-  k.append(lower_address(address));
-  return k;
-}
+std::string attempt_key(RecipientKey key, std::uint32_t seq) { return log_key(kAttemptPrefix, key, seq); }
+std::string suppression_key(std::string_view address) { return address_key(kSuppressionPrefix, address); }
+std::string event_key(RecipientKey key, std::uint32_t seq) { return log_key(kEventPrefix, key, seq); }
+std::string soft_bounce_key(std::string_view address) { return address_key(kSoftBouncePrefix, address); }
 
 std::optional<ScheduleEntry> parse_schedule_key(std::string_view key) {
   if (key.size() != kScheduleKeySize || key[0] != kSchedulePrefix) return std::nullopt;
@@ -246,12 +245,7 @@ std::optional<CampaignId> parse_campaign_key(std::string_view key) {
   return load_u32(key.data() + 1);
 }
 
-std::string lower_address(std::string_view address) {
-  std::string out(address);
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
+std::string lower_address(std::string_view address) { return text::lower_ascii(address); }
 
 // --- values ----------------------------------------------------------------
 

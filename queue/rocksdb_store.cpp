@@ -344,6 +344,10 @@ class RocksStore final : public Store {
   std::vector<std::optional<Recipient>> load_recipients(const rocksdb::ReadOptions& options,
                                                         std::span<const RecipientKey> keys);
   std::optional<Event> latest_event(const rocksdb::ReadOptions& options, RecipientKey key);
+  // Every record under `prefix` for one recipient (attempt or event log), in key order.
+  template <typename Record>
+  std::vector<Record> read_log(char prefix, RecipientKey key, const char* what,
+                               bool (*decode)(std::string_view, Record&));
   // Stages address updates (in order) into `batch` and returns how many addresses they
   // newly suppress. The caller holds event_mutex_ until the batch is written.
   std::size_t stage_address_updates(std::span<const AddressUpdate* const> updates, rocksdb::WriteBatch& batch);
@@ -856,21 +860,27 @@ void RocksStore::for_each_recipient(CampaignId id, const std::function<bool(cons
   check(lit->status(), "read failed");
 }
 
-std::vector<Attempt> RocksStore::attempts(RecipientKey key) {
-  std::vector<Attempt> out;
-  const auto lower = codec::recipient_key(codec::kAttemptPrefix, key);
+template <typename Record>
+std::vector<Record> RocksStore::read_log(char prefix, RecipientKey key, const char* what,
+                                         bool (*decode)(std::string_view, Record&)) {
+  std::vector<Record> out;
+  const auto lower = codec::recipient_key(prefix, key);
   const auto upper = prefix_end(lower);
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
   auto it = iterator(ro);
   for (it->Seek(lower); it->Valid(); it->Next()) {
-    Attempt a;
-    if (!codec::decode_attempt(view(it->value()), a)) corrupt("attempt", view(it->key()));
-    out.push_back(std::move(a));
+    Record r;
+    if (!decode(view(it->value()), r)) corrupt(what, view(it->key()));
+    out.push_back(std::move(r));
   }
   check(it->status(), "read failed");
   return out;
+}
+
+std::vector<Attempt> RocksStore::attempts(RecipientKey key) {
+  return read_log<Attempt>(codec::kAttemptPrefix, key, "attempt", &codec::decode_attempt);
 }
 
 Counts RocksStore::counts(CampaignId id) {
@@ -1187,20 +1197,7 @@ EventResult RocksStore::add_event(RecipientKey key, const Event& event, const st
 }
 
 std::vector<Event> RocksStore::events(RecipientKey key) {
-  std::vector<Event> out;
-  const auto lower = codec::recipient_key(codec::kEventPrefix, key);
-  const auto upper = prefix_end(lower);
-  rocksdb::Slice upper_slice(upper);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper_slice;
-  auto it = iterator(ro);
-  for (it->Seek(lower); it->Valid(); it->Next()) {
-    Event e;
-    if (!codec::decode_event(view(it->value()), e)) corrupt("event", view(it->key()));
-    out.push_back(std::move(e));
-  }
-  check(it->status(), "read failed");
-  return out;
+  return read_log<Event>(codec::kEventPrefix, key, "event", &codec::decode_event);
 }
 
 std::uint32_t RocksStore::soft_bounces(std::string_view address) {
@@ -1215,19 +1212,29 @@ std::uint32_t RocksStore::soft_bounces(std::string_view address) {
 std::size_t RocksStore::stage_address_updates(std::span<const AddressUpdate* const> updates,
                                               rocksdb::WriteBatch& batch) {
   // The stored counts and list entries, read at once; later updates of the same
-  // address in this batch see the earlier ones through `known`.
+  // address in this batch see the earlier ones through `known`. A `delivered` update
+  // (the common one) only clears the soft-bounce count, so only the others read the
+  // suppression list.
   const auto n = updates.size();
-  std::vector<std::string> keys;
+  constexpr std::size_t kNoRead = std::numeric_limits<std::size_t>::max();
+  std::vector<std::string> keys;  // soft-bounce keys (one per update), then suppression keys
+  std::vector<std::size_t> suppression_index(n, kNoRead);  // into keys, for updates that may suppress
   keys.reserve(2 * n);
   for (const auto* u : updates) keys.push_back(codec::soft_bounce_key(u->address));
-  for (const auto* u : updates) keys.push_back(codec::suppression_key(u->address));
+  for (std::size_t i = 0; i < n; ++i) {
+    if (updates[i]->kind == AddressUpdate::Kind::delivered) continue;
+    suppression_index[i] = keys.size();
+    keys.push_back(codec::suppression_key(updates[i]->address));
+  }
+  const auto reads = keys.size();
   std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-  std::vector<rocksdb::PinnableSlice> values(2 * n);
-  std::vector<rocksdb::Status> statuses(2 * n);
-  db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), 2 * n, slices.data(), values.data(),
+  std::vector<rocksdb::PinnableSlice> values(reads);
+  std::vector<rocksdb::Status> statuses(reads);
+  db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), reads, slices.data(), values.data(),
                 statuses.data());
   struct Known {
     std::uint32_t soft = 0;
+    bool suppression_read = false;
     bool suppressed = false;
   };
   std::map<std::string, Known> known;  // by soft-bounce key (the lower-cased address)
@@ -1237,15 +1244,19 @@ std::size_t RocksStore::stage_address_updates(std::span<const AddressUpdate* con
     const AddressUpdate& u = *updates[i];
     auto [it, inserted] = known.try_emplace(keys[i]);
     Known& k = it->second;
-    if (inserted) {
-      if (!statuses[i].IsNotFound()) {
-        check(statuses[i], "read failed");
-        auto count = codec::decode_u32_value(view(values[i]));
-        if (!count) corrupt("soft bounce count", keys[i]);
-        k.soft = *count;
-      }
-      if (!statuses[n + i].IsNotFound()) {
-        check(statuses[n + i], "read failed");
+    if (inserted && !statuses[i].IsNotFound()) {
+      check(statuses[i], "read failed");
+      auto count = codec::decode_u32_value(view(values[i]));
+      if (!count) corrupt("soft bounce count", keys[i]);
+      k.soft = *count;
+    }
+    const std::size_t s = suppression_index[i];
+    // The first update of the address that may suppress takes the stored entry;
+    // later ones see what this batch has staged since.
+    if (s != kNoRead && !k.suppression_read) {
+      k.suppression_read = true;
+      if (!statuses[s].IsNotFound()) {
+        check(statuses[s], "read failed");
         k.suppressed = true;
       }
     }
@@ -1253,7 +1264,7 @@ std::size_t RocksStore::stage_address_updates(std::span<const AddressUpdate* con
       if (k.suppressed) return;  // the first reason stays: it says why the address went
       value.clear();
       codec::encode_suppression(value, Suppression{u.address, std::move(reason), u.time_ms});
-      check(batch.Put(keys[n + i], value), "write failed");
+      check(batch.Put(keys[s], value), "write failed");
       k.suppressed = true;
       ++newly_suppressed;
     };

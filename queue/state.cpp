@@ -30,10 +30,4 @@ const char* to_string(EventKind kind) {
   return index > 0 && index < kEventNames.size() ? kEventNames[index] : "unknown";
 }
 
-std::optional<EventKind> event_kind_from_string(std::string_view name) {
-  for (std::size_t i = 1; i < kEventNames.size(); ++i)
-    if (name == kEventNames[i]) return static_cast<EventKind>(i);
-  return std::nullopt;
-}
-
 }  // namespace kurier::queue

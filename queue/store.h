@@ -84,7 +84,6 @@ enum class EventKind : std::uint8_t {
   delay = 5,        // a delay DSN: noted only, the message may still arrive
 };
 const char* to_string(EventKind kind);
-std::optional<EventKind> event_kind_from_string(std::string_view name);
 
 struct Event {
   EventKind kind = EventKind::late_bounce;

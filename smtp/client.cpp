@@ -21,6 +21,7 @@
 
 #include "common/asio.h"
 #include "common/log.h"
+#include "common/text.h"
 
 namespace kurier::smtp {
 
@@ -92,12 +93,7 @@ Reply local_reply(int code, std::string_view enhanced, std::string_view text) {
 
 bool accepted(const Reply& r) { return r.code >= 200 && r.code < 300; }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-           return lower(x) == lower(y);
-         });
-}
+using text::iequals;
 
 // An address that would let a caller inject commands (CR, LF) or end the C string.
 bool unsafe_address(std::string_view address) {

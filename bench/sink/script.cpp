@@ -12,19 +12,15 @@
 
 #include <toml++/toml.h>
 
+#include "common/text.h"
+
 namespace kurier::sink {
 namespace {
 
 // A reply delay beyond this is certainly a typo (ms vs s) and would stall tests.
 constexpr std::int64_t kMaxReplyDelayMs = 600'000;
 
-char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
-
-std::string lower_copy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
+using text::lower_char;
 
 [[noreturn]] void fail(const std::string& origin, const toml::node* node, const std::string& what) {
   std::ostringstream msg;
@@ -245,7 +241,7 @@ bool glob_match(std::string_view pattern, std::string_view text) {
   std::size_t p = 0, t = 0;
   std::size_t star = std::string_view::npos, star_text = 0;
   while (t < text.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || lower(pattern[p]) == lower(text[t])) && pattern[p] != '*') {
+    if (p < pattern.size() && (pattern[p] == '?' || lower_char(pattern[p]) == lower_char(text[t])) && pattern[p] != '*') {
       ++p;
       ++t;
     } else if (p < pattern.size() && pattern[p] == '*') {
@@ -283,7 +279,7 @@ RuleMatcher::RuleMatcher(const Script& script) : counts_(script.rules.size()) {
 
 bool RuleMatcher::take(const Rule& rule, std::string_view key) {
   if (rule.times == 0) return true;
-  std::string lowered = lower_copy(key);
+  std::string lowered = text::lower_ascii(key);
   std::lock_guard lock(mutex_);
   std::uint32_t& used = counts_[rule.index][std::move(lowered)];
   if (used >= rule.times) return false;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace kurier::sink {
 namespace {
@@ -51,16 +52,10 @@ const auto& logger() {
   return instance;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x >= 'a' && x <= 'z' ? x - 32 : x) == (y >= 'a' && y <= 'z' ? y - 32 : y);
-         });
-}
+using text::iequals;
+using text::istarts_with;
 
-bool istarts_with(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
-}
-
+// Spaces and tabs only (SMTP's WSP), unlike text::trim.
 std::string_view trim_left(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   return s;

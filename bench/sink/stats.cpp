@@ -23,6 +23,12 @@ void raise_max(std::atomic<std::uint64_t>& max, std::uint64_t value) {
   }
 }
 
+// Wall-clock seconds, the same boundaries as max_messages_per_second counts in.
+std::int64_t wall_second_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 Stats::Stats(const std::vector<std::string>& addresses) {
@@ -40,47 +46,44 @@ std::uint64_t Stats::connection_opened(AddressStats& address) {
   raise_max(max_concurrent_, active_.fetch_add(1, kRelaxed) + 1);
   const std::uint64_t open = address.active.fetch_add(1, kRelaxed) + 1;
   raise_max(address.max_concurrent, open);
-  std::lock_guard lock(timeline_mutex_);
-  if (SecondStats* s = second_now()) {
-    ++s->connections;
-    s->peak_concurrent = std::max(s->peak_concurrent, active_.load(kRelaxed));
+  if (SecondStats* s = second_at(wall_second_now())) {
+    s->connections.fetch_add(1, kRelaxed);
+    raise_max(s->peak_concurrent, active_.load(kRelaxed));
   }
   return open;
 }
 
-SecondStats* Stats::second_now() {
-  // Wall-clock seconds, the same boundaries as max_messages_per_second counts in.
-  const auto wall = std::chrono::duration_cast<std::chrono::seconds>(
-                        std::chrono::system_clock::now().time_since_epoch()).count();
-  const auto second = static_cast<std::size_t>(std::max<std::int64_t>(0, wall - started_second_));
+SecondStats* Stats::second_at(std::int64_t wall_second) {
+  const auto second = static_cast<std::size_t>(std::max<std::int64_t>(0, wall_second - started_second_));
   if (second >= kTimelineSeconds) return nullptr;
-  if (timeline_.size() <= second) {
-    // A second with no new connection still has the ones left open.
-    const std::uint64_t open = active_.load(kRelaxed);
-    const std::size_t first_new = timeline_.size();
-    timeline_.resize(second + 1);
-    for (std::size_t i = first_new; i < timeline_.size(); ++i) timeline_[i].peak_concurrent = open;
+  std::size_t size = timeline_size_.load(kRelaxed);
+  while (size <= second) {
+    if (timeline_size_.compare_exchange_weak(size, second + 1, kRelaxed)) {
+      // A second with no new connection still has the ones left open.
+      const std::uint64_t open = active_.load(kRelaxed);
+      for (std::size_t i = size; i <= second; ++i) raise_max(timeline_[i].peak_concurrent, open);
+      break;
+    }
   }
   return &timeline_[second];
 }
 
 void Stats::connection_refused() {
-  std::lock_guard lock(timeline_mutex_);
-  if (SecondStats* s = second_now()) ++s->rejected_connections;
+  if (SecondStats* s = second_at(wall_second_now())) s->rejected_connections.fetch_add(1, kRelaxed);
 }
 
 bool Stats::mail_allowed(AddressStats& address, std::uint32_t per_second) {
-  const auto wall_second = std::chrono::duration_cast<std::chrono::seconds>(
-                               std::chrono::system_clock::now().time_since_epoch()).count();
-  std::lock_guard lock(timeline_mutex_);
-  SecondStats* s = second_now();
-  if (s) ++s->mail;
+  const std::int64_t wall_second = wall_second_now();
+  SecondStats* s = second_at(wall_second);
+  if (s) s->mail.fetch_add(1, kRelaxed);
+  if (per_second == 0) return true;
+  std::lock_guard lock(address.rate_mutex);
   if (address.rate_second != wall_second) {
     address.rate_second = wall_second;
     address.rate_count = 0;
   }
-  if (per_second != 0 && address.rate_count >= per_second) {
-    if (s) ++s->rejected_rate;
+  if (address.rate_count >= per_second) {
+    if (s) s->rejected_rate.fetch_add(1, kRelaxed);
     return false;
   }
   ++address.rate_count;
@@ -95,8 +98,7 @@ void Stats::connection_closed(AddressStats& address) {
 void Stats::message_accepted(AddressStats& address) {
   messages_.fetch_add(1, kRelaxed);
   address.messages.fetch_add(1, kRelaxed);
-  std::lock_guard lock(timeline_mutex_);
-  if (SecondStats* s = second_now()) ++s->messages;
+  if (SecondStats* s = second_at(wall_second_now())) s->messages.fetch_add(1, kRelaxed);
 }
 
 void Stats::recipient_reply(int code) {
@@ -129,15 +131,15 @@ std::string Stats::to_json() const {
   }
   json["by_address"] = std::move(by_address);
   nlohmann::ordered_json timeline = nlohmann::ordered_json::array();
-  {
-    std::lock_guard lock(timeline_mutex_);
-    for (const auto& s : timeline_)
-      timeline.push_back({{"connections", s.connections},
-                          {"peak_concurrent", s.peak_concurrent},
-                          {"mail", s.mail},
-                          {"messages", s.messages},
-                          {"rejected_rate", s.rejected_rate},
-                          {"rejected_connections", s.rejected_connections}});
+  const std::size_t seconds = timeline_size_.load(kRelaxed);
+  for (std::size_t i = 0; i < seconds; ++i) {
+    const SecondStats& s = timeline_[i];
+    timeline.push_back({{"connections", s.connections.load(kRelaxed)},
+                        {"peak_concurrent", s.peak_concurrent.load(kRelaxed)},
+                        {"mail", s.mail.load(kRelaxed)},
+                        {"messages", s.messages.load(kRelaxed)},
+                        {"rejected_rate", s.rejected_rate.load(kRelaxed)},
+                        {"rejected_connections", s.rejected_connections.load(kRelaxed)}});
   }
   json["timeline"] = std::move(timeline);
   return json.dump() + "\n";

@@ -1,6 +1,7 @@
 // Reply classification: enhanced code first, text refining it, basic code last.
 #include <gtest/gtest.h>
 
+#include "bounce/bounce.h"
 #include "engine/classify.h"
 
 namespace kurier::engine {
@@ -54,6 +55,9 @@ INSTANTIATE_TEST_SUITE_P(
         // deliverable, so it is suppressed like an unknown user (Sisimai agrees).
         Case{553, "5.1.3", "Bad recipient address syntax", Disposition::bounced, "hard", "userunknown"},
         Case{550, "", "Access denied", Disposition::bounced, "block", "rejected"}));
+
+// The category the built-in rules give a reason (what classify_reply reports with it).
+std::string category_for(std::string_view reason) { return bounce::Rules::builtin().verdict_for(reason).category; }
 
 TEST(CategoryFor, KnowsHardBlockAndSoftReasons) {
   EXPECT_EQ(category_for("userunknown"), "hard");

@@ -12,14 +12,8 @@ namespace {
 
 constexpr std::int64_t kNow = 1'700'000'000'000;
 
-class EventTest : public ::testing::Test {
+class EventTest : public StoreFixture {
  protected:
-  void SetUp() override { store_ = open_rocksdb_store(path()); }
-  std::string path() const { return (dir_.path() / "queue").string(); }
-  void reopen() {
-    store_.reset();
-    store_ = open_rocksdb_store(path());
-  }
   // Records `state` for recipient `id` of campaign `c` (category/reason as given).
   void record(CampaignId c, RecipientId id, State state, const std::string& category, const std::string& reason,
               std::optional<AddressUpdate> update) {
@@ -31,9 +25,6 @@ class EventTest : public ::testing::Test {
     o.address_update = std::move(update);
     store_->record(std::span(&o, 1));
   }
-
-  kurier::test::TempDir dir_;
-  std::unique_ptr<Store> store_;
 };
 
 Event late_bounce(std::int64_t t, const std::string& reason) {
@@ -161,6 +152,26 @@ TEST_F(EventTest, SeveralUpdatesOfOneAddressInOneRecordApplyInOrder) {
   store_->record(outcomes);
   EXPECT_EQ(store_->soft_bounces("same@example.com"), 3u);
   EXPECT_EQ(store_->suppression("same@example.com")->reason, "soft-bounce expired x2");
+}
+
+// A delivery reads no suppression entry; a later update of the same address in the
+// batch must still see the stored one (the first reason stays).
+TEST_F(EventTest, AnUpdateAfterADeliveryInOneRecordSeesTheStoredSuppression) {
+  add_campaign(*store_, "spring", 2, kNow);
+  store_->suppress(Suppression{"same@example.com", "import", kNow});
+  ScheduleCursor cursor;
+  auto due = store_->due(kNow, 10, cursor);
+  ASSERT_EQ(due.size(), 2u);
+  std::vector<Outcome> outcomes;
+  auto delivered = make_outcome(due[0], State::delivered, kNow, 0, std::nullopt);
+  delivered.address_update = AddressUpdate{AddressUpdate::Kind::delivered, "Same@example.com", "", 0, kNow};
+  outcomes.push_back(std::move(delivered));
+  auto soft = make_outcome(due[1], State::expired, kNow, 0, std::nullopt);
+  soft.address_update = AddressUpdate{AddressUpdate::Kind::soft_bounce, "same@example.com", "expired", 1, kNow};
+  outcomes.push_back(std::move(soft));
+  store_->record(outcomes);
+  EXPECT_EQ(store_->soft_bounces("same@example.com"), 1u);
+  EXPECT_EQ(store_->suppression("same@example.com")->reason, "import");
 }
 
 TEST_F(EventTest, SuppressAllStoresEveryEntryInOneBatch) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "queue/store.h"
 #include "tests/common/process.h"
 
@@ -83,5 +85,19 @@ inline std::vector<Recipient> all_due(Store& store, std::int64_t now_ms) {
   ScheduleCursor cursor;
   return store.due(now_ms, SIZE_MAX, cursor);
 }
+
+// A RocksDB store in a fresh temporary directory, reopened on demand (persistence tests).
+class StoreFixture : public ::testing::Test {
+ protected:
+  void SetUp() override { store_ = open_rocksdb_store(path()); }
+  std::string path() const { return (dir_.path() / "queue").string(); }
+  void reopen() {
+    store_.reset();
+    store_ = open_rocksdb_store(path());
+  }
+
+  kurier::test::TempDir dir_;
+  std::unique_ptr<Store> store_;
+};
 
 }  // namespace kurier::queue::test

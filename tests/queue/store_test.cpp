@@ -18,18 +18,7 @@ namespace {
 
 constexpr std::int64_t kNow = 1'700'000'000'000;
 
-class StoreTest : public ::testing::Test {
- protected:
-  void SetUp() override { store_ = open_rocksdb_store(path()); }
-  std::string path() const { return (dir_.path() / "queue").string(); }
-  void reopen() {
-    store_.reset();
-    store_ = open_rocksdb_store(path());
-  }
-
-  kurier::test::TempDir dir_;
-  std::unique_ptr<Store> store_;
-};
+class StoreTest : public StoreFixture {};
 
 std::vector<RecipientKey> keys_of(const std::vector<Recipient>& rs) {
   std::vector<RecipientKey> out;

@@ -269,13 +269,7 @@ TEST(SinkFaultTest, StarttlsRuleCanRefuseTls) {
 
 TEST(SinkFaultTest, BadFaultRulesExitWithStatus2) {
   TempDir dir;
-  const auto port = std::to_string(free_tcp_port());
-  auto run_script = [&](const std::string& text) {
-    write_file(dir.path() / "s.toml", text);
-    return run({binary("kurier-sink").string(), "--listen", "127.0.0.1:" + port, "--script",
-                (dir.path() / "s.toml").string()},
-               std::chrono::seconds(10));
-  };
+  auto run_script = [&](const std::string& text) { return run_sink_script(dir.path() / "s.toml", text); };
   auto r = run_script("[[rule]]\nstage = \"rcpt\"\nfault = \"explode\"\n");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("s.toml:3: fault: expected drop, reset"), std::string::npos) << r.err;

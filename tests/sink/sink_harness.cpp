@@ -166,6 +166,13 @@ std::vector<fs::path> Sink::stored(const std::string& ip) const {
   return files;
 }
 
+RunResult run_sink_script(const fs::path& file, const std::string& text) {
+  write_file(file, text);
+  return run({binary("kurier-sink").string(), "--listen", "127.0.0.1:" + std::to_string(free_tcp_port()), "--script",
+              file.string()},
+             std::chrono::seconds(10));
+}
+
 std::string send_message(SmtpSocket& smtp, const std::string& sender, const std::vector<std::string>& rcpts,
                          const std::string& dot_stuffed_content) {
   EXPECT_EQ(code_of(smtp.command("EHLO client.test")), 250);

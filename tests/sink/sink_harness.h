@@ -104,6 +104,10 @@ class Sink {
   ChildProcess process_;
 };
 
+// Writes `text` to `file` and runs kurier-sink with it as --script on a free loopback
+// port, bounded by 10 s: for scripts the sink must reject at start (exit code, stderr).
+RunResult run_sink_script(const std::filesystem::path& file, const std::string& text);
+
 // EHLO, MAIL, RCPT... DATA, content, "." on an open connection; returns the final reply.
 // Expects 250 for EHLO, MAIL, each RCPT and 354 for DATA (gtest assertions).
 std::string send_message(SmtpSocket& smtp, const std::string& sender, const std::vector<std::string>& rcpts,

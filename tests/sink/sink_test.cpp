@@ -597,25 +597,15 @@ TEST(SinkTest, ListensOnIpv6LoopbackNextToIpv4) {
 
 TEST(SinkTest, BadScriptOrOptionsExitWithStatus2) {
   TempDir dir;
-  const auto port = std::to_string(free_tcp_port());
-  write_file(dir.path() / "typo.toml", "max_conections = 3\n");
-  auto result = run({binary("kurier-sink").string(), "--listen", "127.0.0.1:" + port, "--script",
-                     (dir.path() / "typo.toml").string()},
-                    std::chrono::seconds(10));
+  auto result = run_sink_script(dir.path() / "typo.toml", "max_conections = 3\n");
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("typo.toml:1: unknown key: max_conections"), std::string::npos) << result.err;
 
-  write_file(dir.path() / "reply.toml", "[[rule]]\nstage = \"rcpt\"\nreply = \"rejected\"\n");
-  result = run({binary("kurier-sink").string(), "--listen", "127.0.0.1:" + port, "--script",
-                (dir.path() / "reply.toml").string()},
-               std::chrono::seconds(10));
+  result = run_sink_script(dir.path() / "reply.toml", "[[rule]]\nstage = \"rcpt\"\nreply = \"rejected\"\n");
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("reply must start with a code"), std::string::npos) << result.err;
 
-  write_file(dir.path() / "stage.toml", "[[rule]]\nstage = \"helo\"\nreply = \"250 ok\"\n");
-  result = run({binary("kurier-sink").string(), "--listen", "127.0.0.1:" + port, "--script",
-                (dir.path() / "stage.toml").string()},
-               std::chrono::seconds(10));
+  result = run_sink_script(dir.path() / "stage.toml", "[[rule]]\nstage = \"helo\"\nreply = \"250 ok\"\n");
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("stage.toml:2"), std::string::npos) << result.err;
 

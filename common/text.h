@@ -1,0 +1,17 @@
+// ASCII text helpers for protocol data (domains, reply texts, config keys): case
+// folding that ignores the locale, trimming, case-insensitive comparison. Pure; any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace kurier::text {
+
+char lower_char(char c);
+std::string lower_ascii(std::string_view s);
+std::string_view trim(std::string_view s);  // spaces, tabs, CR, LF, FF, VT at both ends
+bool iequals(std::string_view a, std::string_view b);
+bool istarts_with(std::string_view s, std::string_view prefix);
+bool icontains(std::string_view haystack, std::string_view needle);
+
+}  // namespace kurier::text
