@@ -550,8 +550,9 @@ class Worker {
       }
       // The server closing a reused connection before our MAIL (421 or a drop) is
       // about the connection, not this recipient: put it back for a new session.
+      // Not a throttling reply past kMaxThrottleRequeues: that one is recorded.
       bool connection_refused_mail = (reply.code == 421 || (reply.code == 0 && result.error_phase == "mail"));
-      if (connection_refused_mail && sent > 0) {
+      if (connection_refused_mail && sent > 0 && !job.throttle_reply) {
         dest.pending.push_front(std::move(job));
         break;
       }
