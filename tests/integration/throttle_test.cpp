@@ -142,6 +142,8 @@ TEST_F(ThrottleIntegration, ProviderSharedByThreeDomainsSlowsDownToTheSinkLimits
   auto states = count_states(report);
   EXPECT_EQ(states["delivered"], static_cast<int>(recipients.size())) << "none lost, bounced or expired";
 
+  // The sink rewrites its stats every 200 ms and on exit: stop it for the final figures.
+  sink.stop();
   auto stats = nlohmann::json::parse(test::read_file(run.root / "stats.json"));
   EXPECT_EQ(stats["messages"].get<int>(), static_cast<int>(recipients.size())) << "each delivered exactly once";
   const auto& timeline = stats["timeline"];
@@ -236,6 +238,7 @@ TEST_F(ThrottleIntegration, DeadMxDoesNotStallOtherDomains) {
 
   // The sink received all 200 well before the dead MX's greeting timeout ran out:
   // the other domains went at their normal pace meanwhile.
+  sink.stop();  // its final stats (rewritten every 200 ms and on exit)
   auto stats = nlohmann::json::parse(test::read_file(run.root / "stats.json"));
   EXPECT_EQ(stats["messages"].get<int>(), 200);
   const auto& timeline = stats["timeline"];
