@@ -98,7 +98,13 @@ RunResult ServeHarness::submit(const fs::path& campaign) {
 }
 
 std::string ServeHarness::get(const std::string& target) {
-  auto response = engine::http_call(http_address(), "GET", target);
+  engine::HttpResponse response;
+  try {
+    response = engine::http_call(http_address(), "GET", target);
+  } catch (const std::exception& e) {
+    // Unreachable: most likely the daemon died; its log says why (a sanitizer report too).
+    throw std::runtime_error(std::string(e.what()) + "\n--- serve.log ---\n" + serve_log());
+  }
   if (response.status != 200)
     throw std::runtime_error("GET " + target + ": HTTP " + std::to_string(response.status) + ": " + response.body);
   return response.body;
