@@ -875,6 +875,8 @@ def main():
     os.chmod(work, 0o755)  # Postfix's and Haraka's unprivileged users work below it
     procs = Procs()
     systems = args.systems.split(",")
+    if args.perf:
+        os.makedirs(args.perf, exist_ok=True)  # perf record cannot create it, and kurier would never start
     env = {"procs": procs, "work": work, "domains": args.domains, "build": args.build, "timeout": args.timeout,
            "connections": args.connections, "messages_per_connection": args.messages_per_connection,
            "ceiling_sessions": args.ceiling_sessions, "submit_sessions": args.submit_sessions,
