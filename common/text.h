@@ -7,7 +7,8 @@
 
 namespace kurier::text {
 
-char lower_char(char c);
+// Inline: called per character in hot loops (intake hygiene, glob matching, rendering).
+constexpr char lower_char(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 std::string lower_ascii(std::string_view s);
 std::string_view trim(std::string_view s);  // spaces, tabs, CR, LF, FF, VT at both ends
 bool iequals(std::string_view a, std::string_view b);

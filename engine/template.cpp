@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "common/text.h"
 #include "engine/input_error.h"
 
 namespace kurier::engine {
@@ -30,14 +31,6 @@ constexpr std::size_t kMinEncodedWordInputBytes = 4;
 constexpr std::string_view kEncodedWordSeparator = "\r\n ";
 constexpr std::string_view kBase64Alphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char lower_ascii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower_ascii(c);
-  return out;
-}
 
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
@@ -203,7 +196,7 @@ Template Template::compile(std::string_view text, const std::vector<std::string>
     }
     std::string_view name = line.substr(0, colon);
     while (!name.empty() && is_blank(name.back())) name.remove_suffix(1);
-    std::string lower = to_lower(name);
+    std::string lower = text::lower_ascii(name);
     if (std::find(t.header_names_.begin(), t.header_names_.end(), lower) == t.header_names_.end()) {
       t.header_names_.push_back(std::move(lower));
     }
@@ -323,7 +316,7 @@ void Template::render(std::span<const std::string_view> values, std::string_view
 }
 
 bool Template::has_header(std::string_view name) const {
-  const std::string lower = to_lower(name);
+  const std::string lower = text::lower_ascii(name);
   return std::find(header_names_.begin(), header_names_.end(), lower) != header_names_.end();
 }
 

@@ -10,6 +10,8 @@
 #include <array>
 #include <stdexcept>
 
+#include "common/text.h"
+
 namespace kurier::engine {
 namespace {
 
@@ -157,9 +159,7 @@ std::optional<VerpIds> Verp::decode_address(std::string_view address) const {
   const std::string_view local = address.substr(0, at);
   if (local.size() <= kLocalPrefix.size()) return std::nullopt;
   for (std::size_t i = 0; i < kLocalPrefix.size(); ++i) {
-    char c = local[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != kLocalPrefix[i]) return std::nullopt;
+    if (text::lower_char(local[i]) != kLocalPrefix[i]) return std::nullopt;
   }
   return decode_token(local.substr(kLocalPrefix.size()));
 }
