@@ -21,8 +21,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
-#include "engine/hygiene.h"
-#include "engine/text_format.h"
+#include "engine/intake/hygiene/hygiene.h"
+#include "engine/cli/text_format.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Micro-benchmark: template rendering (engine/template.h), once per message, with
+// Micro-benchmark: template rendering (engine/intake/template.h), once per message, with
 // the ~5 KB newsletter of the peer comparison (bench/peers/newsletter.eml).
 // Single-threaded.
 #include <benchmark/benchmark.h>
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/template.h"
+#include "engine/intake/template.h"
 
 namespace {
 

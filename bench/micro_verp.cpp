@@ -1,11 +1,11 @@
-// Micro-benchmark: VERP return paths (engine/verp.h), encoded once per message and
+// Micro-benchmark: VERP return paths (engine/core/verp.h), encoded once per message and
 // decoded once per bounce received. Single-threaded.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
 #include <string>
 
-#include "engine/verp.h"
+#include "engine/core/verp.h"
 
 namespace {
 

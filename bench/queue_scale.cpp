@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
-#include "engine/campaign.h"
+#include "engine/intake/campaign.h"
 #include "queue/store.h"
 
 namespace {

@@ -14,7 +14,7 @@
 //     and bh= values), lines joined by CRLF + TAB, ending in CRLF.
 //
 // Input: the message exactly as written to the DATA stream by the template renderer
-// (engine/template.h): CRLF line endings, lines beginning with '.' stuffed to "..",
+// (engine/intake/template.h): CRLF line endings, lines beginning with '.' stuffed to "..",
 // without the terminating ".\r\n". The signature covers the message as the receiver
 // stores it, i.e. after un-stuffing; sign() un-stuffs while hashing and copies
 // nothing but the header fields it signs.

@@ -1,5 +1,5 @@
 // Blocking TXT lookups: `kurier dkim check` (is the published DKIM key record the one
-// for our key?) and MTA-STS's _mta-sts record (engine/mta_sts.cpp, on its own small
+// for our key?) and MTA-STS's _mta-sts record (engine/delivery/mta_sts.cpp, on its own small
 // thread pool, so delivery workers never block on it).
 //
 // Contract: lookup_txt(name, options) asks the configured servers (or the system's

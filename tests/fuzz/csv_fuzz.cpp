@@ -1,15 +1,15 @@
-// libFuzzer target: recipients.csv intake. The CSV reader (engine/csv.h) on any
+// libFuzzer target: recipients.csv intake. The CSV reader (engine/intake/csv.h) on any
 // bytes, then each record's first field through the address parser
-// (engine/address.h), as intake does. Bad input must be an InputError, nothing else.
+// (engine/intake/address.h), as intake does. Bad input must be an InputError, nothing else.
 #include <cstddef>
 #include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "engine/address.h"
-#include "engine/csv.h"
-#include "engine/input_error.h"
+#include "engine/intake/address.h"
+#include "engine/intake/csv.h"
+#include "engine/core/input_error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::istringstream in(std::string(reinterpret_cast<const char*>(data), size));

@@ -1,4 +1,4 @@
-// libFuzzer target: the template renderer (engine/template.h). Input: field names
+// libFuzzer target: the template renderer (engine/intake/template.h). Input: field names
 // (comma-separated) NUL template text NUL values (comma-separated). Compile errors
 // must be InputError; a rendered message must be in wire form: every LF preceded by
 // CR and no line that starts with a single '.' (dot-stuffing).
@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/input_error.h"
-#include "engine/template.h"
+#include "engine/core/input_error.h"
+#include "engine/intake/template.h"
 
 namespace {
 

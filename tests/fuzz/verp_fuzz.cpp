@@ -1,4 +1,4 @@
-// libFuzzer target: the VERP decoder (engine/verp.h) on addresses from bounces, which
+// libFuzzer target: the VERP decoder (engine/core/verp.h) on addresses from bounces, which
 // anyone can send. Decoding must never accept a token whose MAC was not made with
 // the secret, and every token we make must decode to its ids in any letter case.
 #include <cctype>
@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/verp.h"
+#include "engine/core/verp.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const kurier::engine::Verp verp("fuzz-secret");

@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "engine/http_server.h"
+#include "engine/ops/http_server.h"
 
 namespace kurier::test {
 namespace fs = std::filesystem;

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/verp.h"
+#include "engine/core/verp.h"
 #include "queue/store.h"
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"

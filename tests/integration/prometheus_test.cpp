@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/http_server.h"
+#include "engine/ops/http_server.h"
 #include "tests/integration/serve_harness.h"
 
 namespace kurier {

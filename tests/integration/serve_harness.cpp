@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/http_server.h"
+#include "engine/ops/http_server.h"
 
 namespace kurier::test {
 namespace fs = std::filesystem;

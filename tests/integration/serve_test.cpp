@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/http_server.h"
+#include "engine/ops/http_server.h"
 #include "queue/store.h"
 #include "tests/integration/serve_harness.h"
 

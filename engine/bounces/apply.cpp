@@ -1,0 +1,190 @@
+// Matching parsed inbound mail to recipients and recording what it means (contract
+// in bounce_apply.h). Runs on the caller's thread (ingest: main; listener: its own
+// thread); blocks on the store's synced write. Store failures propagate.
+#include "engine/bounces/apply.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "common/text.h"
+#include "engine/intake/address.h"
+#include "engine/core/input_error.h"
+
+namespace kurier::engine {
+namespace {
+
+// "Name <b+tok@d>" or "<b+tok@d>" or "b+tok@d" -> "b+tok@d".
+std::string_view bare_address(std::string_view text) {
+  if (auto lt = text.rfind('<'); lt != std::string_view::npos) {
+    auto gt = text.find('>', lt);
+    text = text.substr(lt + 1, gt == std::string_view::npos ? std::string_view::npos : gt - lt - 1);
+  }
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+std::string clip(std::string text, std::size_t limit) {
+  if (text.size() > limit) text.resize(limit);
+  return text;
+}
+
+// Feedback types (RFC 5965 and common practice) that mean "stop sending" rather than
+// "this is abuse": recorded as unsubscribe.
+bool is_unsubscribe(std::string_view feedback_type) {
+  auto t = text::lower_ascii(feedback_type);
+  return t == "opt-out" || t == "optout" || t == "unsubscribe";
+}
+
+// The report that speaks of our recipient, else the first (a relay may report the
+// forwarded address rather than the one we sent to).
+const bounce::RecipientReport* report_for(const bounce::Message& message, std::string_view address) {
+  if (message.recipients.empty()) return nullptr;
+  const auto want = text::lower_ascii(address);
+  for (const auto& r : message.recipients)
+    if (text::lower_ascii(bare_address(r.recipient)) == want) return &r;
+  return &message.recipients.front();
+}
+
+}  // namespace
+
+void ApplyStats::add(const bounce::Message& message, const ApplyResult& result) {
+  ++messages;
+  ++by_kind[std::string(bounce::to_string(message.kind))];
+  if (result.matched) {
+    ++matched;
+  } else {
+    ++unmatched;
+  }
+  if (result.event) ++by_event[queue::to_string(*result.event)];
+  if (result.suppressed) ++suppressed;
+}
+
+BounceApplier::BounceApplier(queue::Store& store, const Config& config)
+    : store_(store),
+      verp_([&] {
+        if (config.verp_secret.empty())
+          throw InputError(config.file.empty() ? "kurier.toml" : config.file.string(), 0, "verp.secret",
+                           "is required (the HMAC key that VERP tokens are checked with)");
+        return config.verp_secret;
+      }()),
+      soft_limit_(config.bounce_soft_limit) {}
+
+std::optional<queue::Recipient> BounceApplier::match(const bounce::Message& message) {
+  for (const auto& candidate : message.verp_candidates) {
+    const auto address = bare_address(candidate);
+    auto ids = verp_.decode_address(address);
+    if (!ids) continue;
+    auto recipient = store_.recipient({ids->campaign, ids->recipient});
+    if (!recipient) continue;
+    // The MAC covers the ids only; the domain must still be the one the campaign sent
+    // with, or a token copied to another domain would match.
+    auto campaign = store_.campaign(ids->campaign);
+    if (!campaign || domain_of(address) != text::lower_ascii(campaign->verp_domain)) continue;
+    return recipient;
+  }
+  return std::nullopt;
+}
+
+ApplyResult BounceApplier::apply(const bounce::Message& message, std::int64_t now_ms) {
+  ApplyResult result;
+  auto recipient = match(message);
+  if (!recipient) return result;
+  result.matched = true;
+  result.recipient = recipient->key;
+  result.address = recipient->address;
+
+  queue::Event event;
+  event.time_ms = now_ms;
+  std::optional<queue::AddressUpdate> update;
+  auto suppress = [&](std::string reason) {
+    update = queue::AddressUpdate{queue::AddressUpdate::Kind::suppress, recipient->address, std::move(reason), 0,
+                                  now_ms};
+  };
+  switch (message.kind) {
+    case bounce::Kind::bounce: {
+      event.kind = queue::EventKind::late_bounce;
+      const auto* report = report_for(message, recipient->address);
+      bounce::Verdict verdict = report ? report->verdict : bounce::Verdict{"undefined", "other", false};
+      if (verdict.reason.empty()) verdict.reason = "undefined";
+      if (verdict.category.empty()) verdict.category = verdict.hard ? "hard" : "other";
+      event.category = verdict.category;
+      event.reason = verdict.reason;
+      if (report) {
+        event.detail = report->status;
+        if (!report->reply.empty()) event.detail += (event.detail.empty() ? "" : " ") + report->reply;
+      }
+      if (verdict.hard) {
+        suppress("hard-bounce " + verdict.reason);
+      } else if (verdict.category == "soft") {
+        update = queue::AddressUpdate{queue::AddressUpdate::Kind::soft_bounce, recipient->address, verdict.reason,
+                                      soft_limit_, now_ms};
+      }
+      break;
+    }
+    case bounce::Kind::delay: {
+      event.kind = queue::EventKind::delay;
+      const auto* report = report_for(message, recipient->address);
+      event.category = "soft";
+      event.reason = report && !report->verdict.reason.empty() ? report->verdict.reason : "expired";
+      if (report) event.detail = report->status + (report->reply.empty() ? "" : " " + report->reply);
+      break;
+    }
+    case bounce::Kind::feedback: {
+      const std::string type = message.feedback_type.empty() ? "abuse" : text::lower_ascii(message.feedback_type);
+      event.category = "other";
+      event.detail = type;
+      if (is_unsubscribe(type)) {
+        event.kind = queue::EventKind::unsubscribe;
+        event.reason = "unsubscribe";
+      } else {
+        event.kind = queue::EventKind::complaint;
+        event.reason = "complaint " + type;
+      }
+      suppress(event.reason);
+      break;
+    }
+    case bounce::Kind::autoreply:
+      event.kind = queue::EventKind::autoreply;
+      event.reason = "vacation";
+      event.detail = message.subject;
+      break;
+    case bounce::Kind::delivered:
+    case bounce::Kind::reply:
+    case bounce::Kind::unknown:
+      return result;  // matched, nothing to record
+  }
+  event.detail = clip(std::move(event.detail), kMaxDetailBytes);
+  auto applied = store_.add_event(recipient->key, event, update);
+  if (!applied.applied) {
+    result.matched = false;  // removed in between (an aborted campaign): nothing to attach to
+    return result;
+  }
+  result.event = event.kind;
+  result.reason = event.reason;
+  result.suppressed = applied.suppressed;
+  log::get("engine")->debug("event={} campaign={} recipient={} reason=\"{}\" suppressed={}",
+                            queue::to_string(event.kind), recipient->key.campaign, recipient->key.recipient,
+                            event.reason, applied.suppressed);
+  return result;
+}
+
+std::optional<queue::AddressUpdate> address_update_for(const queue::Status& status, const std::string& address,
+                                                       std::uint32_t soft_limit) {
+  using Kind = queue::AddressUpdate::Kind;
+  const auto time = status.last_attempt_ms;
+  switch (status.state) {
+    case queue::State::delivered:
+      return queue::AddressUpdate{Kind::delivered, address, "", 0, time};
+    case queue::State::bounced:
+      if (status.category == "hard") return queue::AddressUpdate{Kind::suppress, address, "hard-bounce " + status.reason, 0, time};
+      if (status.category == "soft") return queue::AddressUpdate{Kind::soft_bounce, address, status.reason, soft_limit, time};
+      return std::nullopt;
+    case queue::State::expired:
+      return queue::AddressUpdate{Kind::soft_bounce, address, "expired", soft_limit, time};
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace kurier::engine

@@ -1,0 +1,77 @@
+// kurier bounce ingest (see ingest_command.h). Main thread: reads, parses and applies
+// one message at a time (each apply is one synced write). Bad paths are checked before
+// the queue is opened, so a typo applies nothing.
+#include "engine/cli/ingest_command.h"
+
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "bounce/bounce.h"
+#include "common/log.h"
+#include "engine/bounces/apply.h"
+#include "engine/core/config.h"
+#include "engine/delivery/delivery.h"
+#include "engine/bounces/mail_files.h"
+#include "queue/store.h"
+
+namespace kurier::engine {
+
+namespace {
+
+// The RocksDB store admits one process. Say what to do rather than quote RocksDB.
+std::unique_ptr<queue::Store> open_queue_for_bounces(const Config& config) {
+  std::filesystem::create_directories(config.queue_path);
+  try {
+    return queue::open_rocksdb_store(config.queue_path.string());
+  } catch (const queue::StoreError& e) {
+    const std::string what = e.what();
+    if (what.find("lock") == std::string::npos) throw;
+    throw queue::StoreError("the queue " + config.queue_path.string() +
+                            " is in use by another kurier process (is `kurier serve` running?). Stop it first, or "
+                            "deliver the bounces to its listener ([bounce] listen = \"" + config.bounce_listen +
+                            "\"). [" + what + "]");
+  }
+}
+
+std::string join_counts(const std::map<std::string, std::uint64_t>& counts) {
+  std::string out;
+  for (const auto& [name, n] : counts) out += fmt::format("{}{} {}", out.empty() ? "" : ", ", name, n);
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+int bounce_ingest_command(const IngestOptions& options) {
+  Config config = load_config(options.config);
+  log::set_level(config.log_level);
+  for (const auto& path : options.paths) check_mail_path(path);
+  auto store = open_queue_for_bounces(config);
+  BounceApplier applier(*store, config);
+  const auto& rules = bounce_rules_or_builtin(config);  // [bounce] rules, else built-in
+  ApplyStats stats;
+  for (const auto& path : options.paths) {
+    for_each_stored_message(path, [&](StoredMessage&& stored) {
+      auto message = bounce::parse(stored.raw, rules);
+      auto result = applier.apply(message, system_now_ms());
+      stats.add(message, result);
+      log::get("engine")->debug("event=ingest file=\"{}\" kind={} matched={} suppressed={}", stored.origin,
+                                bounce::to_string(message.kind), result.matched, result.suppressed);
+    });
+  }
+  if (options.json) {
+    nlohmann::json j = {{"messages", stats.messages}, {"matched", stats.matched}, {"unmatched", stats.unmatched},
+                        {"suppressed", stats.suppressed}, {"kinds", stats.by_kind}, {"events", stats.by_event}};
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  fmt::print("kurier: {} messages: {} matched, {} unmatched (no valid VERP token or unknown recipient)\n",
+             stats.messages, stats.matched, stats.unmatched);
+  fmt::print("  kinds:      {}\n", join_counts(stats.by_kind));
+  fmt::print("  events:     {}\n", join_counts(stats.by_event));
+  fmt::print("  suppressed: {} addresses added to the suppression list\n", stats.suppressed);
+  return 0;
+}
+
+}  // namespace kurier::engine

@@ -1,0 +1,645 @@
+// shaping.toml parsing (toml++, errors with file/line/key), domain -> key routing,
+// greylist recognition, and the per-key throttle state machine. Parsing runs once at
+// start-up; Throttle/Shaper are called from every delivery worker under their mutexes.
+// Bad rules fail loudly at start-up (InputError); at run time nothing here fails.
+#include "engine/delivery/shaping/shaping.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cmath>
+#include <regex>
+
+#include <toml++/toml.h>
+
+#include "common/text.h"
+#include "dns/message.h"
+#include "engine/core/config.h"
+#include "engine/core/input_error.h"
+#include "engine/ops/metrics.h"
+#include "engine/delivery/tls_policy.h"
+
+namespace kurier::engine {
+namespace {
+
+// A throttling reply reflects the load the sender put on the server a moment ago,
+// often seen by several sessions at once: one reaction per second, so a burst of 421s
+// from the same overload halves the limits once, not once per session.
+constexpr std::int64_t kReactionDebounceMs = 1000;
+// After a throttling reply no new connection for this long: reconnecting at once
+// would only earn the next 421.
+constexpr std::int64_t kReconnectPauseMs = 1000;
+// A new connection is pointless while the message rate already has this much work
+// queued ahead: it would only idle, holding a slot at the server.
+constexpr double kMaxPacingBacklogMs = 2000;
+// How soon to look again when every connection slot of a key is taken by sessions of
+// other destinations (a destination's own sessions ending restart it without a poll).
+constexpr std::int64_t kSlotPollMs = 20;
+// Throttles of plain domains that are idle and unthrottled are dropped after this
+// many creations, so a list with a million small domains does not grow the table.
+constexpr std::size_t kSweepEvery = 4096;
+
+using dns::wire::normalize_name;  // lower-case, no trailing dot
+
+std::size_t line_of(const toml::node& node) { return node.source().begin.line; }
+
+// Reads one block of limit keys over `limits`; `prefix` names the block in errors.
+class BlockReader {
+ public:
+  BlockReader(const std::string& file, const toml::table& table, std::string prefix)
+      : file_(file), table_(table), prefix_(std::move(prefix)) {}
+
+  [[noreturn]] void fail(const toml::node& node, std::string_view key, const std::string& message) const {
+    throw InputError(file_, line_of(node), prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key),
+                     message);
+  }
+
+  std::optional<std::int64_t> positive_int(std::string_view key) const {
+    const toml::node* node = table_.get(key);
+    if (!node) return std::nullopt;
+    auto v = node->value<std::int64_t>();
+    if (!v || !node->is_integer()) fail(*node, key, "must be an integer");
+    if (*v < 1 || *v > 1'000'000) fail(*node, key, "must be 1..1000000");
+    return *v;
+  }
+
+  std::optional<std::chrono::seconds> duration(std::string_view key) const {
+    const toml::node* node = table_.get(key);
+    if (!node) return std::nullopt;
+    return duration_of(*node, key);
+  }
+
+  std::chrono::seconds duration_of(const toml::node& node, std::string_view key) const {
+    auto text = node.value<std::string>();
+    auto d = text ? parse_duration(*text) : std::nullopt;
+    if (!d) fail(node, key, "not a duration like \"30s\", \"5m\", \"2h\", \"5d\"");
+    return *d;
+  }
+
+  std::optional<Rate> rate(std::string_view key) const {
+    const toml::node* node = table_.get(key);
+    if (!node) return std::nullopt;
+    auto text = node->value<std::string>();
+    auto r = text ? parse_rate(*text) : std::nullopt;
+    if (!r) fail(*node, key, "not a rate like \"1000/s\", \"300/m\", \"20000/h\"");
+    return *r;
+  }
+
+  std::vector<std::string> patterns(std::string_view key) const {
+    std::vector<std::string> out;
+    const toml::node* node = table_.get(key);
+    if (!node) return out;
+    const toml::array* array = node->as_array();
+    if (!array) fail(*node, key, "must be a list of names like [\"*.example.com\"]");
+    for (const auto& item : *array) {
+      auto text = item.value<std::string>();
+      if (!text || text->empty() || !item.is_string()) fail(item, key, "must be a list of non-empty strings");
+      out.push_back(normalize_name(*text));
+    }
+    return out;
+  }
+
+  void limits(ShapingLimits& out) const {
+    if (auto v = positive_int("connections")) out.connections = static_cast<int>(*v);
+    if (auto v = positive_int("messages_per_connection")) out.messages_per_connection = static_cast<int>(*v);
+    if (auto v = rate("rate")) out.rate = *v;
+    if (auto v = rate("connection_rate")) out.connection_rate = *v;
+    if (const toml::node* node = table_.get("retry")) {
+      const toml::array* array = node->as_array();
+      if (!array || array->empty()) fail(*node, "retry", "must be a list like [\"5m\", \"15m\"]");
+      out.retry.clear();
+      for (const auto& item : *array) out.retry.push_back(duration_of(item, "retry"));
+    }
+    if (auto v = duration("max_age")) out.max_age = *v;
+    if (auto v = duration("greylist_delay")) out.greylist_delay = *v;
+    if (const toml::node* node = table_.get("tls")) {
+      auto name = node->value<std::string>();
+      out.tls = name ? tls_policy_from_string(*name) : std::nullopt;
+      if (!out.tls) fail(*node, "tls", "must be \"opportunistic\", \"required\" or \"none\"");
+    }
+    if (auto v = duration("recovery_interval")) {
+      if (v->count() < 1) fail(*table_.get("recovery_interval"), "recovery_interval", "must be at least 1s");
+      out.recovery_interval = *v;
+    }
+  }
+
+  std::vector<ThrottleRule> throttle_rules(const toml::node& node, std::string_view key) const {
+    std::vector<ThrottleRule> out;
+    const toml::array* array = node.as_array();
+    if (!array) fail(node, key, "must be an array of tables ([[...]]) with pattern, action, duration");
+    for (const auto& item : *array) {
+      const toml::table* t = item.as_table();
+      if (!t) fail(item, key, "must be a table with pattern, action, duration");
+      BlockReader rule(file_, *t, prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key));
+      rule.only_keys({"pattern", "action", "duration"});
+      const toml::node* pattern = t->get("pattern");
+      auto text = pattern ? pattern->value<std::string>() : std::nullopt;
+      if (!text || text->empty()) rule.fail(pattern ? *pattern : item, "pattern", "is required (a regular expression)");
+      ThrottleAction action = ThrottleAction::slow;
+      if (const toml::node* a = t->get("action")) {
+        auto name = a->value<std::string>();
+        if (name && *name == "slow") action = ThrottleAction::slow;
+        else if (name && *name == "suspend") action = ThrottleAction::suspend;
+        else rule.fail(*a, "action", "must be \"slow\" or \"suspend\"");
+      }
+      std::chrono::seconds duration{60};
+      if (auto d = rule.duration("duration")) duration = *d;
+      try {
+        out.push_back(make_throttle_rule(*text, action, duration));
+      } catch (const std::regex_error& e) {
+        rule.fail(*pattern, "pattern", std::string("not a valid regular expression: ") + e.what());
+      }
+    }
+    return out;
+  }
+
+  // Unknown keys are typos: reject them instead of silently ignoring a limit.
+  void only_keys(const std::vector<std::string_view>& allowed) const {
+    for (const auto& [k, v] : table_)
+      if (std::find(allowed.begin(), allowed.end(), k.str()) == allowed.end()) fail(v, k.str(), "unknown key");
+  }
+
+ private:
+  const std::string& file_;
+  const toml::table& table_;
+  std::string prefix_;
+};
+
+constexpr std::array<std::string_view, 9> kLimitKeys = {
+    "connections", "messages_per_connection", "rate",           "connection_rate",
+    "retry",       "max_age",                 "greylist_delay", "recovery_interval", "tls"};
+
+std::vector<std::string_view> with(std::initializer_list<std::string_view> more) {
+  std::vector<std::string_view> out(kLimitKeys.begin(), kLimitKeys.end());
+  out.insert(out.end(), more);
+  return out;
+}
+
+ShapingRules parse_root(const toml::table& root, const std::string& file) {
+  ShapingRules rules;
+  for (const auto& [k, v] : root) {
+    const std::string_view name = k.str();
+    if (name != "default" && name != "provider" && name != "domain" && name != "throttle")
+      throw InputError(file, line_of(v), std::string(name),
+                       "unknown section (expected [default], [provider.NAME], [domain.\"x\"], [[throttle]])");
+  }
+  if (const toml::node* node = root.get("default")) {
+    const toml::table* def = node->as_table();
+    if (!def) throw InputError(file, line_of(*node), "default", "must be a table");
+    BlockReader reader(file, *def, "default");
+    reader.only_keys(with({}));
+    reader.limits(rules.defaults);
+  }
+  if (const toml::node* node = root.get("throttle")) {
+    rules.throttle = BlockReader(file, root, "").throttle_rules(*node, "throttle");
+  }
+  if (const toml::node* node = root.get("provider")) {
+    const toml::table* providers = node->as_table();
+    if (!providers) throw InputError(file, line_of(*node), "provider", "must be tables [provider.NAME]");
+    for (const auto& [k, v] : *providers) {
+      const std::string prefix = "provider." + std::string(k.str());
+      const toml::table* t = v.as_table();
+      if (!t) throw InputError(file, line_of(v), prefix, "must be a table");
+      BlockReader reader(file, *t, prefix);
+      reader.only_keys(with({"match_domains", "match_mx", "on_reply"}));
+      ProviderRule rule;
+      rule.name = std::string(k.str());
+      rule.limits = rules.defaults;
+      reader.limits(rule.limits);
+      rule.match_domains = reader.patterns("match_domains");
+      rule.match_mx = reader.patterns("match_mx");
+      if (rule.match_domains.empty() && rule.match_mx.empty())
+        throw InputError(file, line_of(v), prefix + ".match_domains", "a provider needs match_domains or match_mx");
+      if (const toml::node* r = t->get("on_reply")) rule.on_reply = reader.throttle_rules(*r, "on_reply");
+      rules.providers.push_back(std::move(rule));
+    }
+    // toml++ tables are ordered by key, not by position: keep the file's order, which
+    // decides between overlapping providers.
+    std::stable_sort(rules.providers.begin(), rules.providers.end(), [&](const auto& a, const auto& b) {
+      return line_of(*providers->get(a.name)) < line_of(*providers->get(b.name));
+    });
+  }
+  if (const toml::node* node = root.get("domain")) {
+    const toml::table* domains = node->as_table();
+    if (!domains) throw InputError(file, line_of(*node), "domain", "must be tables [domain.\"example.com\"]");
+    for (const auto& [k, v] : *domains) {
+      const std::string prefix = "domain." + std::string(k.str());
+      const toml::table* t = v.as_table();
+      if (!t) throw InputError(file, line_of(v), prefix, "must be a table");
+      BlockReader reader(file, *t, prefix);
+      reader.only_keys(with({"on_reply"}));
+      DomainRule rule;
+      rule.domain = normalize_name(std::string(k.str()));
+      rule.limits = rules.defaults;
+      reader.limits(rule.limits);
+      if (const toml::node* r = t->get("on_reply")) rule.on_reply = reader.throttle_rules(*r, "on_reply");
+      rules.domains[rule.domain] = std::move(rule);
+    }
+  }
+  return rules;
+}
+
+bool any_match(const std::vector<std::string>& patterns, std::string_view name) {
+  for (const auto& p : patterns)
+    if (host_glob_match(p, name)) return true;
+  return false;
+}
+
+bool contains(const std::string& haystack, std::string_view needle) { return haystack.find(needle) != std::string::npos; }
+
+}  // namespace
+
+class ReplyPattern {
+ public:
+  explicit ReplyPattern(const std::string& pattern)
+      : regex_(pattern, std::regex::ECMAScript | std::regex::icase | std::regex::optimize) {}
+  bool search(const std::string& text) const { return std::regex_search(text, regex_); }
+
+ private:
+  std::regex regex_;
+};
+
+std::optional<Rate> parse_rate(std::string_view text) {
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos || slash == 0) return std::nullopt;
+  const std::string number(text.substr(0, slash));
+  const std::string_view unit = text.substr(slash + 1);
+  double value = 0;
+  std::size_t pos = 0;
+  try {
+    value = std::stod(number, &pos);
+  } catch (...) {
+    return std::nullopt;
+  }
+  if (pos != number.size() || !(value > 0) || !std::isfinite(value)) return std::nullopt;
+  double seconds = 0;
+  if (unit == "s") seconds = 1;
+  else if (unit == "m") seconds = 60;
+  else if (unit == "h") seconds = 3600;
+  else if (unit == "d") seconds = 86400;
+  else return std::nullopt;
+  return Rate{value / seconds};
+}
+
+std::string_view to_string(ThrottleAction action) {
+  switch (action) {
+    case ThrottleAction::none: return "none";
+    case ThrottleAction::slow: return "slow";
+    case ThrottleAction::suspend: return "suspend";
+  }
+  return "none";
+}
+
+ThrottleRule make_throttle_rule(std::string pattern, ThrottleAction action, std::chrono::seconds duration) {
+  ThrottleRule rule;
+  rule.compiled = std::make_shared<const ReplyPattern>(pattern);
+  rule.pattern = std::move(pattern);
+  rule.action = action;
+  rule.duration = duration;
+  return rule;
+}
+
+bool ThrottleRule::matches(const std::string& reply_line) const { return compiled && compiled->search(reply_line); }
+
+const std::vector<ThrottleRule>& builtin_throttle_rules() {
+  using std::chrono::minutes;
+  // Rate and connection wording as Gmail, Microsoft, Yahoo, GMX and Postfix-based
+  // receivers phrase it. Yahoo's TS03 means "permanently deferred": stop for an hour.
+  static const std::vector<ThrottleRule> rules = {
+      make_throttle_rule(R"(\bTS03\b)", ThrottleAction::suspend, minutes(60)),
+      make_throttle_rule(R"(\bTS0[12]\b)", ThrottleAction::suspend, minutes(15)),
+      make_throttle_rule(R"(^4\d\d 4\.7\.28\b|unusual rate|rate limit|rate-limit|ratelimit|throttl)",
+                         ThrottleAction::slow, minutes(5)),
+      make_throttle_rule(R"(4\.7\.500|server busy|too many (concurrent )?(connections|sessions)|too many messages in)"
+                         R"(|too many connections from your)",
+                         ThrottleAction::slow, minutes(5)),
+  };
+  return rules;
+}
+
+bool ShapingRules::uses_mx() const {
+  return std::any_of(providers.begin(), providers.end(), [](const auto& p) { return !p.match_mx.empty(); });
+}
+
+ShapingRules load_shaping(const std::filesystem::path& path) {
+  const std::string file = path.string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw InputError(file, 0, "", "cannot read file");
+  try {
+    return parse_root(toml::parse_file(file), file);
+  } catch (const toml::parse_error& e) {
+    throw InputError(file, e.source().begin.line, "", std::string(e.description()));
+  }
+}
+
+ShapingRules parse_shaping(std::string_view text, const std::string& origin) {
+  try {
+    return parse_root(toml::parse(text, origin), origin);
+  } catch (const toml::parse_error& e) {
+    throw InputError(origin, e.source().begin.line, "", std::string(e.description()));
+  }
+}
+
+bool host_glob_match(std::string_view pattern, std::string_view host) {
+  // Iterative glob with backtracking to the last '*'.
+  std::size_t p = 0, h = 0, star = std::string_view::npos, mark = 0;
+  auto eq = [](char a, char b) { return text::lower_char(a) == text::lower_char(b); };
+  while (h < host.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || eq(pattern[p], host[h]))) {
+      ++p;
+      ++h;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = h;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      h = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+bool is_greylist_reply(int code, std::string_view enhanced, std::string_view text) {
+  if (code < 400 || code >= 500 || code == 421) return false;
+  const std::string t = text::lower_ascii(text);
+  if (contains(t, "greylist") || contains(t, "graylist") || contains(t, "grey-list") || contains(t, "gray-list") ||
+      contains(t, "postgrey"))
+    return true;
+  // "try again later" alone is how many greylisters word it, but a full mailbox says
+  // it too: only with the enhanced codes greylisters use.
+  const bool greylist_code = enhanced == "4.2.0" || enhanced == "4.7.1" || enhanced == "4.7.0" || enhanced.empty();
+  if (!greylist_code || (code != 450 && code != 451)) return false;
+  return contains(t, "try again later") || contains(t, "please retry in") || contains(t, "try again in") ||
+         contains(t, "retry in ") || contains(t, "temporarily deferred");
+}
+
+std::optional<std::chrono::seconds> greylist_hint(std::string_view text) {
+  const std::string t = text::lower_ascii(text);
+  // A number followed by a time unit: "300 seconds", "5 minutes", "2 min", "90s".
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(t[i])) || (i > 0 && std::isalnum(static_cast<unsigned char>(t[i - 1]))))
+      continue;
+    std::size_t j = i;
+    long long value = 0;
+    while (j < t.size() && std::isdigit(static_cast<unsigned char>(t[j])) && value < 1'000'000) value = value * 10 + (t[j++] - '0');
+    while (j < t.size() && t[j] == ' ') ++j;
+    std::string_view rest = std::string_view(t).substr(j);
+    auto word = [&](std::string_view w) {
+      return rest.starts_with(w) && (rest.size() == w.size() || !std::isalpha(static_cast<unsigned char>(rest[w.size()])));
+    };
+    if (word("seconds") || word("second") || word("secs") || word("sec") || word("s")) return std::chrono::seconds(value);
+    if (word("minutes") || word("minute") || word("mins") || word("min") || word("m"))
+      return std::chrono::seconds(value * 60);
+    if (word("hours") || word("hour") || word("h")) return std::chrono::seconds(value * 3600);
+    i = j;
+  }
+  return std::nullopt;
+}
+
+// --- Throttle ---------------------------------------------------------------
+
+Throttle::Throttle(std::string key, std::string provider, const ShapingLimits& limits,
+                   std::vector<const ThrottleRule*> rules)
+    : key_(std::move(key)),
+      provider_(std::move(provider)),
+      limits_(limits),
+      rules_(std::move(rules)),
+      connection_limit_(limits.connections),
+      rate_(limits.rate.per_second) {}
+
+void Throttle::refresh(std::int64_t now_ms) {
+  bool changed = false;
+  if (suspended_until_ms_ != 0 && now_ms >= suspended_until_ms_) {
+    suspended_until_ms_ = 0;
+    changed = true;
+  }
+  const double configured_rate = limits_.rate.per_second;
+  auto reduced = [&] {
+    const bool rate_reduced = configured_rate > 0 ? rate_ < configured_rate : rate_ > 0;
+    return connection_limit_ < limits_.connections || rate_reduced;
+  };
+  const std::int64_t interval = std::chrono::duration_cast<std::chrono::milliseconds>(limits_.recovery_interval).count();
+  while (reduced() && now_ms >= hold_until_ms_ && now_ms >= next_recovery_ms_) {
+    connection_limit_ = std::min(limits_.connections, connection_limit_ + 1);
+    if (configured_rate > 0) {
+      rate_ = std::min(configured_rate, rate_ + configured_rate / 10);
+    } else if (rate_ > 0) {
+      // No configured rate: grow back towards the rate of the slow-down, then let go.
+      rate_ += std::max(1.0, recover_rate_to_ / 10);
+      if (rate_ >= recover_rate_to_) rate_ = 0;
+    }
+    next_recovery_ms_ = std::max(next_recovery_ms_, hold_until_ms_) + interval;
+    changed = true;
+  }
+  if (changed) publish();
+}
+
+double Throttle::observed_rate(std::int64_t now_ms) const {
+  // Only a whole second of sending is a measurement: the first second is partial, and
+  // a few messages sent while connections were refused say nothing about the rate.
+  const std::int64_t second = now_ms / 1000;
+  if (second == count_second_ && count_second_ - 1 > first_second_) return static_cast<double>(count_previous_);
+  if (second == count_second_ + 1 && count_second_ > first_second_) return static_cast<double>(count_current_);
+  return 0;
+}
+
+Throttle::Gate Throttle::try_open_connection(std::int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  refresh(now_ms);
+  if (suspended_until_ms_ > now_ms) return {false, suspended_until_ms_};
+  if (reconnect_after_ms_ > now_ms) return {false, reconnect_after_ms_};
+  if (open_ >= connection_limit_) {
+    const bool reduced = connection_limit_ < limits_.connections;
+    return {false, now_ms + kSlotPollMs, true, reduced ? std::max(hold_until_ms_, next_recovery_ms_) : 0};
+  }
+  if (open_ > 0 && rate_ > 0 && message_tat_ms_ - static_cast<double>(now_ms) > kMaxPacingBacklogMs)
+    return {false, static_cast<std::int64_t>(message_tat_ms_ - kMaxPacingBacklogMs) + 1};
+  if (!limits_.connection_rate.unlimited()) {
+    if (connect_tat_ms_ > static_cast<double>(now_ms)) return {false, static_cast<std::int64_t>(std::ceil(connect_tat_ms_))};
+    connect_tat_ms_ = std::max(connect_tat_ms_, static_cast<double>(now_ms)) + 1000.0 / limits_.connection_rate.per_second;
+  }
+  ++open_;
+  return {true, 0};
+}
+
+void Throttle::connection_closed() {
+  std::lock_guard lock(mutex_);
+  if (open_ > 0) --open_;
+}
+
+bool Throttle::over_connection_limit(std::int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  refresh(now_ms);
+  return open_ > connection_limit_ || suspended_until_ms_ > now_ms;
+}
+
+std::optional<std::int64_t> Throttle::reserve_message(std::int64_t now_ms, std::int64_t max_wait_ms) {
+  std::lock_guard lock(mutex_);
+  refresh(now_ms);
+  if (suspended_until_ms_ > now_ms || open_ > connection_limit_) return std::nullopt;
+  std::int64_t send_at = now_ms;
+  if (rate_ > 0) {
+    const double at = std::max(message_tat_ms_, static_cast<double>(now_ms));
+    if (at - static_cast<double>(now_ms) > static_cast<double>(max_wait_ms)) return std::nullopt;
+    message_tat_ms_ = at + 1000.0 / rate_;
+    send_at = static_cast<std::int64_t>(std::ceil(at));
+  }
+  const std::int64_t second = send_at / 1000;
+  if (first_second_ < 0) first_second_ = second;
+  if (second != count_second_) {
+    count_previous_ = second == count_second_ + 1 ? count_current_ : 0;
+    count_current_ = 0;
+    count_second_ = second;
+  }
+  ++count_current_;
+  return send_at;
+}
+
+ThrottleAction Throttle::on_reply(int code, std::string_view enhanced, std::string_view text, std::int64_t now_ms) {
+  // The line every rule searches, built once for all of them.
+  std::string line = std::to_string(code);
+  if (!enhanced.empty()) {
+    line += ' ';
+    line += enhanced;
+  }
+  line += ' ';
+  line += text;
+  const ThrottleRule* rule = nullptr;
+  for (const ThrottleRule* r : rules_)
+    if (r->matches(line)) {
+      rule = r;
+      break;
+    }
+  if (!rule) return ThrottleAction::none;
+  std::lock_guard lock(mutex_);
+  refresh(now_ms);
+  ++events_;
+  const std::int64_t duration = std::chrono::duration_cast<std::chrono::milliseconds>(rule->duration).count();
+  reconnect_after_ms_ = std::max(reconnect_after_ms_, now_ms + kReconnectPauseMs);
+  if (rule->action == ThrottleAction::suspend)
+    suspended_until_ms_ = std::max(suspended_until_ms_, now_ms + duration);
+  hold_until_ms_ = std::max({hold_until_ms_, now_ms + duration, suspended_until_ms_});
+  next_recovery_ms_ = hold_until_ms_ +
+                      std::chrono::duration_cast<std::chrono::milliseconds>(limits_.recovery_interval).count();
+  if (now_ms - last_reaction_ms_ >= kReactionDebounceMs) {
+    last_reaction_ms_ = now_ms;
+    // Multiplicative decrease of what is actually in use, not of a configured
+    // ceiling the server never saw: 20 allowed but 6 open -> 3.
+    connection_limit_ = std::max(1, std::min(connection_limit_, std::max(open_, 1)) / 2);
+    // The rate in force is halved; without one, the rate measured over the last whole
+    // second (if there is such a measurement; else the connections alone are cut).
+    const double base = rate_ > 0 ? rate_ : observed_rate(now_ms);
+    if (base > 0) {
+      if (rate_ <= 0 || recover_rate_to_ <= 0) recover_rate_to_ = base;
+      rate_ = std::max(base / 2, 1.0 / 60);  // never below one message a minute
+    }
+  }
+  publish();
+  return rule->action;
+}
+
+std::int64_t Throttle::suspended_until(std::int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  refresh(now_ms);
+  return suspended_until_ms_;
+}
+
+ThrottleSnapshot Throttle::snapshot(std::int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  refresh(now_ms);
+  ThrottleSnapshot s;
+  s.key = key_;
+  s.provider = provider_;
+  s.connections_open = open_;
+  s.connection_limit = connection_limit_;
+  s.configured_connections = limits_.connections;
+  s.rate_limit = rate_;
+  s.configured_rate = limits_.rate.per_second;
+  s.suspended_until_ms = suspended_until_ms_;
+  s.slowed_until_ms = hold_until_ms_ > now_ms ? hold_until_ms_ : 0;
+  s.throttle_events = events_;
+  return s;
+}
+
+void Throttle::attach(Series* series) {
+  std::lock_guard lock(mutex_);
+  series_ = series;
+  if (series_) {
+    series_->set_configured_rate(limits_.rate.per_second);
+    series_->set_configured_connections(limits_.connections);
+  }
+  publish();
+}
+
+void Throttle::publish() {
+  if (!series_) return;
+  series_->set_rate_limit(rate_);
+  series_->set_connection_limit(connection_limit_);
+  series_->set_suspended_until(suspended_until_ms_ / 1000);
+}
+
+// --- Shaper -----------------------------------------------------------------
+
+Shaper::Shaper(ShapingRules rules) : rules_(std::move(rules)) {}
+
+bool Shaper::needs_mx(std::string_view domain) const {
+  if (!rules_.uses_mx()) return false;
+  const std::string d = normalize_name(std::string(domain));
+  if (rules_.domains.count(d)) return false;
+  for (const auto& p : rules_.providers)
+    if (any_match(p.match_domains, d)) return false;
+  return true;
+}
+
+Shaper::Route Shaper::route(std::string_view domain, const std::vector<std::string>& mx_hosts) const {
+  const std::string d = normalize_name(std::string(domain));
+  if (auto it = rules_.domains.find(d); it != rules_.domains.end())
+    return {"domain:" + d, "", &it->second.limits, &it->second.on_reply};
+  for (const auto& p : rules_.providers)
+    if (any_match(p.match_domains, d)) return {p.name, p.name, &p.limits, &p.on_reply};
+  // The most preferred MX decides: that is where the mail goes.
+  if (!mx_hosts.empty()) {
+    const std::string host = normalize_name(std::string(mx_hosts.front()));
+    for (const auto& p : rules_.providers)
+      if (any_match(p.match_mx, host)) return {p.name, p.name, &p.limits, &p.on_reply};
+  }
+  return {d, "", &rules_.defaults, nullptr};
+}
+
+std::shared_ptr<Throttle> Shaper::throttle_for(std::string_view domain, const std::vector<std::string>& mx_hosts) {
+  Route r = route(domain, mx_hosts);
+  std::lock_guard lock(mutex_);
+  auto& slot = throttles_[r.key];
+  if (slot) return slot;
+  std::vector<const ThrottleRule*> list;
+  if (r.on_reply)
+    for (const auto& rule : *r.on_reply) list.push_back(&rule);
+  for (const auto& rule : rules_.throttle) list.push_back(&rule);
+  for (const auto& rule : builtin_throttle_rules()) list.push_back(&rule);
+  slot = std::make_shared<Throttle>(r.key, r.provider, *r.limits, std::move(list));
+  auto created = slot;
+  if (on_new_) on_new_(*created);
+  if (++created_since_sweep_ >= kSweepEvery) {
+    created_since_sweep_ = 0;
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    for (auto it = throttles_.begin(); it != throttles_.end();) {
+      auto s = it->second.use_count() == 1 ? it->second->snapshot(now_ms) : ThrottleSnapshot{};
+      const bool idle = it->second.use_count() == 1 && s.provider.empty() && s.connections_open == 0 &&
+                        s.suspended_until_ms == 0 && s.slowed_until_ms == 0 &&
+                        s.connection_limit == s.configured_connections && s.rate_limit == s.configured_rate;
+      it = idle ? throttles_.erase(it) : std::next(it);
+    }
+  }
+  return created;
+}
+
+void Shaper::on_new_throttle(std::function<void(Throttle&)> callback) {
+  std::lock_guard lock(mutex_);
+  on_new_ = std::move(callback);
+}
+
+}  // namespace kurier::engine
