@@ -28,6 +28,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "queue/codec.h"
 #include "queue/store.h"
 
@@ -77,13 +78,7 @@ void check(const rocksdb::Status& s, const char* what) {
 }
 
 [[noreturn]] void corrupt(std::string_view what, std::string_view key) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char c : key) {
-    hex.push_back(kHex[c >> 4]);
-    hex.push_back(kHex[c & 15]);
-  }
-  throw StoreError("queue: corrupt " + std::string(what) + " record (key " + hex + ")");
+  throw StoreError("queue: corrupt " + std::string(what) + " record (key " + text::to_hex(key) + ")");
 }
 
 std::string_view view(const rocksdb::Slice& s) { return s.ToStringView(); }

@@ -85,11 +85,6 @@ std::string rfc5322_date(std::int64_t now_ms) {
 
 }  // namespace
 
-std::int64_t system_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Everything a worker needs to render a campaign's messages; built once per campaign.
 struct CampaignContext {
   queue::Campaign campaign;

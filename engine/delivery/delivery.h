@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 
+#include "engine/core/clock.h"
 #include "engine/core/config.h"
 #include "queue/store.h"
 
@@ -27,8 +28,6 @@ namespace kurier::engine {
 
 class Metrics;  // engine/ops/metrics.h
 
-using Clock = std::function<std::int64_t()>;  // milliseconds since the Unix epoch
-std::int64_t system_now_ms();
 
 struct DeliveryProgress {
   std::uint64_t delivered = 0;  // outcomes recorded by this engine since it started

@@ -27,6 +27,7 @@
 #include <openssl/rand.h>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "engine/bounces/listener.h"
 #include "engine/intake/campaign.h"
 #include "engine/delivery/delivery.h"
@@ -58,15 +59,6 @@ constexpr std::chrono::milliseconds kStatusTimeout{3000};
 // `kurier top` refresh period.
 constexpr std::chrono::milliseconds kTopRefresh{1000};
 
-std::string hex(const unsigned char* data, std::size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < size; ++i) {
-    out += kDigits[data[i] >> 4];
-    out += kDigits[data[i] & 15];
-  }
-  return out;
-}
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -85,7 +77,7 @@ std::string load_token(const Config& config, bool create) {
   if (!create) return {};
   unsigned char bytes[kTokenBytes];
   if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("cannot generate an HTTP token: RAND_bytes failed");
-  std::string token = hex(bytes, sizeof bytes);
+  std::string token = text::to_hex({reinterpret_cast<const char*>(bytes), sizeof bytes});
   std::filesystem::create_directories(path.parent_path());
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(errno));
