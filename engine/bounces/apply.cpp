@@ -62,12 +62,7 @@ void ApplyStats::add(const bounce::Message& message, const ApplyResult& result) 
 
 BounceApplier::BounceApplier(queue::Store& store, const Config& config)
     : store_(store),
-      verp_([&] {
-        if (config.verp_secret.empty())
-          throw InputError(config.file.empty() ? "kurier.toml" : config.file.string(), 0, "verp.secret",
-                           "is required (the HMAC key that VERP tokens are checked with)");
-        return config.verp_secret;
-      }()),
+      verp_(required_verp_secret(config)),
       soft_limit_(config.bounce_soft_limit) {}
 
 std::optional<queue::Recipient> BounceApplier::match(const bounce::Message& message) {

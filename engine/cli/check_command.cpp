@@ -55,10 +55,7 @@ void for_each_address_in_file(const fs::path& path, const AddressFn& fn) {
   std::vector<std::string> row;
   if (!reader.next(row)) throw InputError(name, 1, "", "no header row");
   const std::size_t columns = row.size();
-  std::optional<std::size_t> email;
-  for (std::size_t i = 0; i < row.size(); ++i)
-    if (text::iequals(text::trim(row[i]), "email")) email = i;
-  if (!email) throw InputError(name, reader.line(), "email", "header has no \"email\" column");
+  const std::optional<std::size_t> email = address_column(row, reader);
   while (reader.next(row)) {
     if (row.size() != columns)
       throw InputError(name, reader.line(), "",

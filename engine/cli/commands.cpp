@@ -142,9 +142,7 @@ class Monitor {
 int send_command(const SendOptions& options) {
   Config config = load_config(options.config);
   log::set_level(config.log_level);
-  if (config.verp_secret.empty())
-    throw InputError(config.file.empty() ? "kurier.toml" : config.file.string(), 0, "verp.secret",
-                     "is required (the HMAC key for VERP return paths)");
+  required_verp_secret(config);
   CampaignSpec spec = load_campaign(options.campaign);
   auto store = open_store(config);
   const auto start = std::chrono::steady_clock::now();

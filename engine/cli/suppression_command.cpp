@@ -42,14 +42,13 @@ int import_csv(queue::Store& store, const std::filesystem::path& file) {
   CsvReader csv(in, name);
   std::vector<std::string> row;
   if (!csv.next(row)) throw InputError(name, 0, "", "empty file (a header row with an `address` column is required)");
-  int address_col = -1, reason_col = -1, time_col = -1;
+  const auto address_col = static_cast<int>(address_column(row, csv, {"address", "email"}));
+  int reason_col = -1, time_col = -1;
   for (std::size_t i = 0; i < row.size(); ++i) {
     const auto col = text::lower_ascii(trim(row[i]));
-    if ((col == "address" || col == "email") && address_col < 0) address_col = static_cast<int>(i);
     if (col == "reason") reason_col = static_cast<int>(i);
     if (col == "time") time_col = static_cast<int>(i);
   }
-  if (address_col < 0) throw InputError(name, csv.line(), "address", "the header needs an `address` or `email` column");
   const std::size_t columns = row.size();
   const std::int64_t now = system_now_ms();
   const auto& address_header = row[static_cast<std::size_t>(address_col)];

@@ -233,4 +233,11 @@ const bounce::Rules& bounce_rules_or_builtin(const Config& config) {
   return config.bounce_rules ? *config.bounce_rules : bounce::Rules::builtin();
 }
 
+const std::string& required_verp_secret(const Config& config) {
+  if (config.verp_secret.empty())
+    throw InputError(config.file.empty() ? "kurier.toml" : config.file.string(), 0, "verp.secret",
+                     "is required (the HMAC key of VERP return paths and tokens)");
+  return config.verp_secret;
+}
+
 }  // namespace kurier::engine

@@ -66,6 +66,11 @@ struct Config {
   HygieneOptions hygiene;                // [hygiene]: lists and policy per verdict
 };
 
+// [verp] secret, the HMAC key of VERP tokens; throws InputError naming the file when it
+// is not set. Every component that makes or checks tokens takes it from here: there is
+// no fallback secret.
+const std::string& required_verp_secret(const Config& config);
+
 // The configured bounce rules, or the built-in ones when none are configured.
 const bounce::Rules& bounce_rules_or_builtin(const Config& config);
 

@@ -160,9 +160,7 @@ class Worker;
 
 struct Delivery::Impl {
   Impl(queue::Store& store_in, const Config& config_in, Clock clock_in)
-      : store(store_in), config(config_in), clock(std::move(clock_in)), verp(config_in.verp_secret.empty()
-                                                                                 ? std::string("unset")
-                                                                                 : config_in.verp_secret) {}
+      : store(store_in), config(config_in), clock(std::move(clock_in)), verp(required_verp_secret(config_in)) {}
 
   void run(const std::function<bool()>& done);
   void dispatch(queue::Recipient&& recipient);

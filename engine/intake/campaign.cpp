@@ -218,15 +218,14 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
 
   std::vector<std::string> header;
   if (!csv.next(header)) throw InputError(csv_file, 1, "", "no header row (a column named \"email\" is required)");
-  int email_column = -1;
+  int email_column = -1;  // set once the header is read
   std::unordered_set<std::string> seen_names;
   for (std::size_t i = 0; i < header.size(); ++i) {
     header[i] = std::string(text::trim(header[i]));
     if (header[i].empty()) throw InputError(csv_file, csv.line(), "", "empty column name in header (column " + std::to_string(i + 1) + ")");
     if (!seen_names.insert(header[i]).second) throw InputError(csv_file, csv.line(), header[i], "duplicate column name");
-    if (text::iequals(header[i], "email")) email_column = static_cast<int>(i);
   }
-  if (email_column < 0) throw InputError(csv_file, csv.line(), "email", "header has no \"email\" column");
+  email_column = static_cast<int>(address_column(header, csv));
 
   // Compiling now reports unknown template fields before anything is queued.
   Template::compile(template_text, header, spec.template_path.string());

@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "common/text.h"
 #include "engine/core/input_error.h"
 
 namespace kurier::engine {
@@ -128,6 +129,16 @@ bool CsvReader::next(std::vector<std::string>& fields) {
   }
   fields.resize(count);
   return true;
+}
+
+std::size_t address_column(const std::vector<std::string>& header, const CsvReader& csv,
+                           std::initializer_list<std::string_view> names) {
+  for (std::size_t i = 0; i < header.size(); ++i)
+    for (auto name : names)
+      if (text::iequals(text::trim(header[i]), name)) return i;
+  std::string wanted;
+  for (auto name : names) wanted += (wanted.empty() ? "\"" : " or \"") + std::string(name) + "\"";
+  throw InputError(csv.file_name(), csv.line(), std::string(*names.begin()), "header has no " + wanted + " column");
 }
 
 }  // namespace kurier::engine

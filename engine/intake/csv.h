@@ -6,8 +6,10 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <istream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kurier::engine {
@@ -47,5 +49,11 @@ class CsvReader {
   std::size_t record_line_ = 0;
   bool started_ = false;  // BOM check done
 };
+
+// The column of the recipient address in a header row just read by `csv`: the first
+// whose trimmed name equals one of `names` (ASCII case-insensitive). Throws InputError
+// naming the file, the header's line and the first name when none does.
+std::size_t address_column(const std::vector<std::string>& header, const CsvReader& csv,
+                           std::initializer_list<std::string_view> names = {"email"});
 
 }  // namespace kurier::engine

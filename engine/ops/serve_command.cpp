@@ -410,8 +410,7 @@ int serve_command(const ServeOptions& options) {
   Config config = load_config(options.config);
   log::set_level(config.log_level);
   const std::string config_name = config.file.empty() ? "kurier.toml" : config.file.string();
-  if (config.verp_secret.empty())
-    throw InputError(config_name, 0, "verp.secret", "is required (the HMAC key for VERP return paths)");
+  required_verp_secret(config);
   auto listen = parse_host_port(config.http_listen);
   if (!listen) throw InputError(config_name, 0, "http.listen", "not a host:port address: \"" + config.http_listen + "\"");
   // Without TLS in front, the token and the API travel in clear: only loopback is
