@@ -25,6 +25,24 @@
 
 namespace kurier::smtp {
 
+std::string_view to_string(Phase phase) {
+  switch (phase) {
+    case Phase::none: return "";
+    case Phase::mta_sts: return "mta-sts";
+    case Phase::connect: return "connect";
+    case Phase::greeting: return "greeting";
+    case Phase::ehlo: return "ehlo";
+    case Phase::helo: return "helo";
+    case Phase::starttls: return "starttls";
+    case Phase::mail: return "mail";
+    case Phase::rcpt: return "rcpt";
+    case Phase::data: return "data";
+    case Phase::content: return "content";
+    case Phase::final: return "final";
+  }
+  return "";
+}
+
 namespace {
 
 using asio::awaitable;
@@ -284,7 +302,7 @@ awaitable<bool> greet(Conn& c, const SessionOptions& o, SessionInfo& info, Conne
   Reply reply;
   error_code ec = co_await command(c, ehlo, o.timeouts.ehlo, reply);
   if (ec) {
-    failure.phase = "ehlo";
+    failure.phase = Phase::ehlo;
     failure.error = ec;
     co_return false;
   }
@@ -293,19 +311,19 @@ awaitable<bool> greet(Conn& c, const SessionOptions& o, SessionInfo& info, Conne
     co_return true;
   }
   if (!reply.permanent() || !allow_helo) {
-    failure.phase = "ehlo";
+    failure.phase = Phase::ehlo;
     failure.reply = std::move(reply);
     co_return false;
   }
   std::string helo = "HELO " + o.helo_name + "\r\n";
   ec = co_await command(c, helo, o.timeouts.ehlo, reply);
   if (ec) {
-    failure.phase = "helo";
+    failure.phase = Phase::helo;
     failure.error = ec;
     co_return false;
   }
   if (!accepted(reply)) {
-    failure.phase = "helo";
+    failure.phase = Phase::helo;
     failure.reply = std::move(reply);
     co_return false;
   }
@@ -325,7 +343,7 @@ awaitable<bool> upgrade(Conn& c, const SessionOptions& o, SessionInfo& info, Con
   if (o.tls == TlsPolicy::disabled) co_return true;
   if (!info.extensions.starttls) {
     if (o.tls == TlsPolicy::required) {
-      failure.phase = "starttls";
+      failure.phase = Phase::starttls;
       failure.error = make_error_code(boost::system::errc::protocol_not_supported);
       failure.detail = "STARTTLS not offered";
       co_return false;
@@ -335,13 +353,13 @@ awaitable<bool> upgrade(Conn& c, const SessionOptions& o, SessionInfo& info, Con
   Reply reply;
   error_code ec = co_await command(c, "STARTTLS\r\n", o.timeouts.starttls, reply);
   if (ec) {
-    failure.phase = "starttls";
+    failure.phase = Phase::starttls;
     failure.error = ec;
     co_return false;
   }
   if (reply.code != 220) {
     if (o.tls == TlsPolicy::required) {
-      failure.phase = "starttls";
+      failure.phase = Phase::starttls;
       failure.reply = std::move(reply);
       co_return false;
     }
@@ -366,7 +384,7 @@ awaitable<bool> upgrade(Conn& c, const SessionOptions& o, SessionInfo& info, Con
   co_await c.tls->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
   clear_deadline(c);
   if (ec || c.timed_out) {
-    failure.phase = "starttls";
+    failure.phase = Phase::starttls;
     failure.error = op_error(c, ec ? ec : timed_out_error());
     co_return false;
   }
@@ -380,7 +398,7 @@ awaitable<bool> upgrade(Conn& c, const SessionOptions& o, SessionInfo& info, Con
     info.tls_verified = info.tls_verify == "verified";
     if (!info.tls_verified && o.cert_check == CertCheck::enforce) {
       // MTA-STS: an unverified channel is no better than plaintext; give the target up.
-      failure.phase = "starttls";
+      failure.phase = Phase::starttls;
       failure.error = make_error_code(boost::system::errc::permission_denied);
       failure.detail = "certificate verify failed: " + info.tls_verify;
       co_return false;
@@ -400,7 +418,7 @@ awaitable<std::shared_ptr<Conn>> try_target(const Target& target, const SessionO
   error_code ec;
   auto address = asio::ip::make_address(target.address, ec);
   if (ec) {
-    failure.phase = "connect";
+    failure.phase = Phase::connect;
     failure.error = ec;
     co_return nullptr;
   }
@@ -413,7 +431,7 @@ awaitable<std::shared_ptr<Conn>> try_target(const Target& target, const SessionO
   co_await c.plain.async_connect(tcp::endpoint(address, o.port), asio::redirect_error(asio::use_awaitable, ec));
   clear_deadline(c);
   if (ec || c.timed_out) {
-    failure.phase = "connect";
+    failure.phase = Phase::connect;
     failure.error = op_error(c, ec ? ec : timed_out_error());
     close_conn(c);
     co_return nullptr;
@@ -424,13 +442,13 @@ awaitable<std::shared_ptr<Conn>> try_target(const Target& target, const SessionO
 
   ec = co_await read_reply(c, o.timeouts.greeting, info.greeting);
   if (ec) {
-    failure.phase = "greeting";
+    failure.phase = Phase::greeting;
     failure.error = ec;
     close_conn(c);
     co_return nullptr;
   }
   if (info.greeting.code != 220) {
-    failure.phase = "greeting";
+    failure.phase = Phase::greeting;
     failure.reply = info.greeting;
     co_await abandon(c, o.timeouts.quit);
     co_return nullptr;
@@ -500,21 +518,21 @@ struct Session::Impl {
     return options.timeouts.mail;
   }
 
-  static const char* phase_for(Step s) {
+  static Phase phase_for(Step s) {
     switch (s) {
-      case Step::mail: return "mail";
-      case Step::rcpt: return "rcpt";
-      case Step::data: return "data";
+      case Step::mail: return Phase::mail;
+      case Step::rcpt: return Phase::rcpt;
+      case Step::data: return Phase::data;
     }
-    return "mail";
+    return Phase::mail;
   }
 
-  void fail(TransactionResult& r, error_code ec, const char* phase) {
+  void fail(TransactionResult& r, error_code ec, Phase phase) {
     r.error = ec;
     r.error_phase = phase;
     usable = false;
     close_conn(*conn);
-    logger()->debug("transaction error peer={} phase={} error=\"{}\"", conn->peer, phase, ec.message());
+    logger()->debug("transaction error peer={} phase={} error=\"{}\"", conn->peer, to_string(phase), ec.message());
   }
 
   void build_commands(const Envelope& e, std::uint64_t size, TransactionResult& r) {
@@ -569,7 +587,7 @@ awaitable<TransactionResult> Session::Impl::send(const Envelope& e, std::string_
   r.rcpt.resize(e.recipients.size());
   if (!usable) {
     r.error = make_error_code(asio::error::not_connected);
-    r.error_phase = "mail";
+    r.error_phase = Phase::mail;
     co_return r;
   }
   const Extensions& x = info.extensions;
@@ -630,7 +648,7 @@ awaitable<TransactionResult> Session::Impl::send(const Envelope& e, std::string_
       Reply ignored;
       error_code ec = co_await command(c, kEndOfData, options.timeouts.data_term, ignored);
       if (ec) {
-        fail(r, ec, "final");
+        fail(r, ec, Phase::final);
         co_return r;
       }
     } else {
@@ -654,12 +672,12 @@ awaitable<TransactionResult> Session::Impl::send(const Envelope& e, std::string_
       }
       clear_deadline(c);
       if (ec || c.timed_out) {
-        fail(r, op_error(c, ec ? ec : timed_out_error()), "content");
+        fail(r, op_error(c, ec ? ec : timed_out_error()), Phase::content);
         co_return r;
       }
       ec = co_await read_reply(c, options.timeouts.data_term, r.final);
       if (ec) {
-        fail(r, ec, "final");
+        fail(r, ec, Phase::final);
         co_return r;
       }
       delivered = accepted(r.final);
@@ -717,7 +735,7 @@ awaitable<OpenResult> open_session(std::vector<Target> targets, SessionOptions o
     ConnectFailure failure;
     std::shared_ptr<Conn> conn = co_await try_target(target, options, info, failure);
     if (!conn && options.tls == TlsPolicy::opportunistic && options.cert_check != CertCheck::enforce &&
-        failure.phase == "starttls" && failure.error) {
+        failure.phase == Phase::starttls && failure.error) {
       // Opportunistic TLS (RFC 7435): a server whose TLS is broken still gets the mail,
       // in plaintext, as it would had it not offered STARTTLS. Only `required` refuses.
       logger()->debug("starttls failed, retrying in plaintext peer={} error=\"{}\"", describe(target, options.port),
@@ -732,7 +750,7 @@ awaitable<OpenResult> open_session(std::vector<Target> targets, SessionOptions o
     }
     if (!conn) {
       logger()->debug("target failed peer={} phase={} error=\"{}\" reply=\"{}\"", describe(target, options.port),
-                      failure.phase, failure.error.message(), failure.reply.summary());
+                      to_string(failure.phase), failure.error.message(), failure.reply.summary());
       result.failures.push_back(std::move(failure));
       continue;
     }

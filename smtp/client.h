@@ -103,10 +103,28 @@ struct SessionInfo {
   bool tls_verified = false;
 };
 
+// The step of an SMTP exchange that failed or was refused, for attempt records and the
+// delivery policy (a refusal at MAIL on a reused connection is about the connection).
+enum class Phase : std::uint8_t {
+  none,
+  mta_sts,  // set by the caller: the domain's MTA-STS policy left no MX host to try
+  connect,
+  greeting,
+  ehlo,
+  helo,
+  starttls,
+  mail,
+  rcpt,
+  data,
+  content,  // sending the message text
+  final,    // the reply after the final "."
+};
+std::string_view to_string(Phase phase);  // "connect", "starttls", "mta-sts", ...; "" for none
+
 // Why a target did not give us a usable session.
 struct ConnectFailure {
   Target target;
-  std::string phase;               // "connect", "greeting", "ehlo", "helo", "starttls"
+  Phase phase = Phase::none;       // connect, greeting, ehlo, helo, starttls (mta_sts: set by the caller)
   boost::system::error_code error;  // set for network errors, timeouts, TLS failures
   Reply reply;                     // set when the server refused us with a reply
   std::string detail;              // more about `error` when there is more to say
@@ -127,9 +145,9 @@ struct TransactionResult {
   Reply final;              // reply after the message content; code 0 = not reached (also
                             // when DATA got 354 but no RCPT was accepted: only "." is sent)
   // Set when the connection failed or timed out mid-transaction (the session is then
-  // unusable); error_phase names the step: "mail", "rcpt", "data", "content", "final".
+  // unusable); error_phase names the step: mail, rcpt, data, content, final.
   boost::system::error_code error;
-  std::string error_phase;
+  Phase error_phase = Phase::none;
 
   // The reply that decides recipient i: the refusal of MAIL, of its RCPT, of DATA,
   // or the final reply. A reply with code 0 means no decision (see `error`).

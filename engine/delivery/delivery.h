@@ -1,12 +1,15 @@
 // The delivery engine: takes due recipients from the queue, routes them to a ready
-// queue per destination domain, runs SMTP sessions within the destination's
-// connection limit, and records every reply inline.
+// queue per destination domain, runs sessions within the destination's limits, and
+// records every reply inline.
 //
-// Shape (Postfix qmgr/smtp split, KumoMTA's two stages):
-//   feeder (the thread calling run)  -> due() from the store, bounded by a window
-//   workers (one io_context + thread each; a domain always maps to the same worker)
-//        destination ready queue -> session coroutines (open, send, reuse, QUIT)
-//   result writer (own thread)       -> store.record() of everything that arrived
+// Shape (Postfix qmgr/smtp split, KumoMTA's two stages); the rooms of engine/delivery/:
+//   feeder (the thread calling run; delivery.cpp) -> due() from the store, bounded by a window
+//   workers (worker.h: one io_context + thread each; a domain always maps to the same
+//            worker): destination ready queues, shaping (shaping/), sessions within the
+//            key's limits, the outcome policy (outcome.h)
+//   dispatcher (dispatcher.h, the seam; smtp_dispatcher.h in production): one session —
+//            MX lookup, MTA-STS and TLS plan, connect, compose (compose.h), send
+//   result writer (own thread; delivery.cpp) -> store.record() of everything that arrived
 //                                       while the previous batch was syncing: group
 //                                       commit, never one fsync per message.
 // A recipient leaves the in-flight window only after its outcome is durable, so a
@@ -26,7 +29,8 @@
 
 namespace kurier::engine {
 
-class Metrics;  // engine/ops/metrics.h
+class DispatcherFactory;  // engine/delivery/dispatcher.h
+class Metrics;            // engine/ops/metrics.h
 
 
 struct DeliveryProgress {
@@ -41,7 +45,10 @@ struct DeliveryProgress {
 
 class Delivery {
  public:
+  // Delivers over SMTP ([verp] secret required: InputError otherwise).
   Delivery(queue::Store& store, const Config& config, Clock clock = system_now_ms);
+  // Delivers through `dispatchers` instead (tests run the scheduler against a fake).
+  Delivery(queue::Store& store, const Config& config, Clock clock, std::unique_ptr<DispatcherFactory> dispatchers);
   ~Delivery();
   Delivery(const Delivery&) = delete;
   Delivery& operator=(const Delivery&) = delete;
@@ -61,9 +68,8 @@ class Delivery {
   // Recipients of `campaign` dispatched whose outcome is not durable yet.
   std::uint64_t in_flight(queue::CampaignId campaign) const;
 
-  struct Impl;  // defined in delivery.cpp, with the workers that use it
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -160,10 +160,10 @@ TEST_F(ClientTest, ConnectionRefusedOnFirstTargetUsesSecond) {
   ASSERT_TRUE(opened.session);
   EXPECT_EQ(opened.session->info().target.host, "mx2.test");
   ASSERT_EQ(opened.failures.size(), 2u);
-  EXPECT_EQ(opened.failures[0].phase, "connect");
+  EXPECT_EQ(to_string(opened.failures[0].phase), "connect");
   EXPECT_TRUE(opened.failures[0].error);
   EXPECT_EQ(opened.failures[1].target.host, "mx1.test");
-  EXPECT_EQ(opened.failures[1].phase, "connect");
+  EXPECT_EQ(to_string(opened.failures[1].phase), "connect");
   EXPECT_EQ(opened.failures[1].error, boost::system::errc::connection_refused);
   EXPECT_EQ(opened.session->info().greeting.code, 220);
   EXPECT_TRUE(opened.session->info().extensions.esmtp);
@@ -195,7 +195,7 @@ TEST_F(ClientTest, RefusingGreetingsMoveToNextTarget) {
   OpenResult opened = loop_.run(open_session(local(3), options(server_->port())));
   ASSERT_TRUE(opened.session);
   ASSERT_EQ(opened.failures.size(), 2u);
-  EXPECT_EQ(opened.failures[0].phase, "greeting");
+  EXPECT_EQ(to_string(opened.failures[0].phase), "greeting");
   EXPECT_EQ(opened.failures[0].reply.code, 421);
   EXPECT_EQ(opened.failures[0].reply.enhanced, "4.3.2");
   EXPECT_FALSE(opened.failures[0].error);
@@ -561,7 +561,7 @@ TEST_F(ClientTest, SilentServerTimesOutAtGreeting) {
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_FALSE(opened.session);
   ASSERT_EQ(opened.failures.size(), 1u);
-  EXPECT_EQ(opened.failures[0].phase, "greeting");
+  EXPECT_EQ(to_string(opened.failures[0].phase), "greeting");
   EXPECT_EQ(opened.failures[0].error, boost::system::errc::timed_out);
   EXPECT_GE(elapsed, 290ms);
   EXPECT_LT(elapsed, 1500ms);
@@ -579,7 +579,7 @@ TEST_F(ClientTest, ServerStopsAnsweringMidTransaction) {
   TransactionResult r = loop_.run(opened.session->send(envelope({"a@one.test"}), kMessage));
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(r.error, boost::system::errc::timed_out) << r.error.message();
-  EXPECT_EQ(r.error_phase, "mail");
+  EXPECT_EQ(to_string(r.error_phase), "mail");
   EXPECT_EQ(r.outcome_for(0).code, 0) << "no decision";
   EXPECT_FALSE(opened.session->usable());
   EXPECT_GE(elapsed, 290ms);
@@ -603,7 +603,7 @@ TEST_F(ClientTest, FinalReplyTimeout) {
   ASSERT_TRUE(opened.session);
   TransactionResult r = loop_.run(opened.session->send(envelope({"a@one.test"}), kMessage));
   EXPECT_EQ(r.error, boost::system::errc::timed_out);
-  EXPECT_EQ(r.error_phase, "final");
+  EXPECT_EQ(to_string(r.error_phase), "final");
   EXPECT_EQ(r.data.code, 354);
   EXPECT_FALSE(opened.session->usable());
 }
@@ -626,7 +626,7 @@ TEST_F(ClientTest, ServerClosesMidData) {
   for (int i = 0; i < 20000; ++i) message += "0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
   TransactionResult r = loop_.run(opened.session->send(envelope({"a@one.test"}), message));
   EXPECT_TRUE(r.error);
-  EXPECT_TRUE(r.error_phase == "content" || r.error_phase == "final") << r.error_phase;
+  EXPECT_TRUE(to_string(r.error_phase) == "content" || to_string(r.error_phase) == "final") << to_string(r.error_phase);
   EXPECT_EQ(r.final.code, 0);
   EXPECT_FALSE(opened.session->usable());
 }
@@ -642,7 +642,7 @@ TEST_F(ClientTest, GarbageReplyIsAProtocolError) {
   ASSERT_TRUE(opened.session);
   TransactionResult r = loop_.run(opened.session->send(envelope({"a@one.test"}), kMessage));
   EXPECT_EQ(r.error, boost::system::errc::protocol_error);
-  EXPECT_EQ(r.error_phase, "mail");
+  EXPECT_EQ(to_string(r.error_phase), "mail");
   EXPECT_FALSE(opened.session->usable());
 }
 
@@ -686,7 +686,7 @@ TEST_F(ClientTest, StartTlsUpgradesAndRepeatsEhlo) {
   auto o = options(server_->port());
   o.tls = TlsPolicy::opportunistic;
   OpenResult opened = loop_.run(open_session({Target{"localhost", "127.0.0.1"}}, o));
-  ASSERT_TRUE(opened.session) << (opened.failures.empty() ? "" : opened.failures[0].phase + " " +
+  ASSERT_TRUE(opened.session) << (opened.failures.empty() ? "" : std::string(to_string(opened.failures[0].phase)) + " " +
                                                                     opened.failures[0].error.message());
   const SessionInfo& info = opened.session->info();
   EXPECT_TRUE(info.tls);
@@ -752,7 +752,7 @@ TEST_F(ClientTest, TlsHandshakeFailureIsFollowedByAPlaintextConnection) {
   ASSERT_TRUE(opened.session);
   EXPECT_FALSE(opened.session->info().tls);
   ASSERT_EQ(opened.failures.size(), 1u);
-  EXPECT_EQ(opened.failures[0].phase, "starttls");
+  EXPECT_EQ(to_string(opened.failures[0].phase), "starttls");
   EXPECT_TRUE(opened.failures[0].error);
   EXPECT_NE(opened.failures[0].error, boost::system::errc::timed_out) << "the handshake itself must fail";
   loop_.run(opened.session->quit());
@@ -788,7 +788,7 @@ TEST_F(ClientTest, TlsHandshakeFailureOpportunisticRetriesSameTargetInPlaintext)
   EXPECT_FALSE(opened.session->info().tls);
   EXPECT_TRUE(opened.session->info().tls_fallback);
   ASSERT_EQ(opened.failures.size(), 1u);
-  EXPECT_EQ(opened.failures[0].phase, "starttls");
+  EXPECT_EQ(to_string(opened.failures[0].phase), "starttls");
   EXPECT_NE(opened.failures[0].error, boost::system::errc::timed_out);
   TransactionResult r = loop_.run(opened.session->send(envelope({"a@one.test"}), kMessage));
   EXPECT_EQ(r.final.code, 250);
@@ -811,7 +811,7 @@ TEST_F(ClientTest, TlsHandshakeFailureRequiredNeverFallsBackToPlaintext) {
   OpenResult opened = loop_.run(open_session(local(1), o));
   EXPECT_FALSE(opened.session);
   ASSERT_EQ(opened.failures.size(), 1u);
-  EXPECT_EQ(opened.failures[0].phase, "starttls");
+  EXPECT_EQ(to_string(opened.failures[0].phase), "starttls");
   EXPECT_TRUE(opened.failures[0].error);
   finish_server();
   EXPECT_EQ(connections, 1);
@@ -832,8 +832,8 @@ TEST_F(ClientTest, TlsRequiredButNotOfferedSkipsTarget) {
   OpenResult opened = loop_.run(open_session(local(2), o));
   EXPECT_FALSE(opened.session);
   ASSERT_EQ(opened.failures.size(), 2u);
-  EXPECT_EQ(opened.failures[0].phase, "starttls");
-  EXPECT_EQ(opened.failures[1].phase, "starttls");
+  EXPECT_EQ(to_string(opened.failures[0].phase), "starttls");
+  EXPECT_EQ(to_string(opened.failures[1].phase), "starttls");
   finish_server();
   EXPECT_EQ(quits, 2);
 }
@@ -895,7 +895,7 @@ TEST_F(ClientTest, EnforcedCertificateCheckRefusesUnverifiedServerWithoutPlainte
   OpenResult opened = loop_.run(open_session({Target{"mx.test", "127.0.0.1"}}, o));
   EXPECT_FALSE(opened.session);
   ASSERT_EQ(opened.failures.size(), 1u);
-  EXPECT_EQ(opened.failures[0].phase, "starttls");
+  EXPECT_EQ(to_string(opened.failures[0].phase), "starttls");
   EXPECT_EQ(opened.failures[0].detail, "certificate verify failed: self-signed certificate");
   finish_server();
   EXPECT_EQ(connections, 1);

@@ -109,7 +109,7 @@ TEST_F(SmtpSinkTest, DeliversSeveralMessagesOnOneConnection) {
   SmtpSink sink(dump_dir_, {});
   ASSERT_TRUE(sink.ready());
   OpenResult opened = run(io_, open_session({Target{"sink.test", "127.0.0.1"}}, sink_options(sink.port())));
-  ASSERT_TRUE(opened.session) << (opened.failures.empty() ? "" : opened.failures[0].phase);
+  ASSERT_TRUE(opened.session) << (opened.failures.empty() ? "" : std::string(to_string(opened.failures[0].phase)));
   Session& s = *opened.session;
   EXPECT_TRUE(s.info().extensions.esmtp);
   EXPECT_TRUE(s.info().extensions.pipelining);
@@ -125,7 +125,7 @@ TEST_F(SmtpSinkTest, DeliversSeveralMessagesOnOneConnection) {
     std::string message = to_wire("Subject: message " + std::to_string(i) + "\n\n.dot line\nGr\xc3\xbc\xc3\x9f" +
                                   "e\nend " + std::to_string(i));
     TransactionResult r = run(io_, s.send(env, message));
-    EXPECT_FALSE(r.error) << r.error.message() << " in " << r.error_phase;
+    EXPECT_FALSE(r.error) << r.error.message() << " in " << to_string(r.error_phase);
     EXPECT_EQ(r.mail.code, 250);
     EXPECT_EQ(r.data.code, 354);
     EXPECT_EQ(r.final.code, 250);
