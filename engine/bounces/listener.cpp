@@ -13,8 +13,8 @@
 #include "common/asio.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "engine/core/clock.h"
 #include "engine/intake/address.h"
-#include "engine/delivery/delivery.h"
 #include "engine/ops/tcp_acceptor.h"
 #include "smtp/server_session.h"
 
