@@ -34,7 +34,8 @@ struct Command {
 Command split_command(std::string_view line);
 
 // The argument of MAIL ("FROM:") or RCPT ("TO:"): the address without its angle
-// brackets and source route, and the ESMTP parameters after it.
+// brackets and source route, and the ESMTP parameters after it. Both view the
+// argument text given to parse_path().
 struct Path {
   std::string_view address;
   std::string_view params;  // " SIZE=10 BODY=8BITMIME", leading space kept
@@ -155,7 +156,6 @@ class ServerDialogue {
   void start_tls() { starttls_ = true; }  // start TLS after writing output()
   bool closing() const { return closing_; }
   bool starting_tls() const { return starttls_; }
-  void tls_begun() { starttls_ = false; }
 
   // Leaves DATA and ends the transaction (a content_begins() refusal).
   void abandon_message();

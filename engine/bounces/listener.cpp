@@ -123,6 +123,7 @@ class ListenerHooks final : public smtp::ServerHooks {
   void message(smtp::ServerDialogue& d) override {
     staged_ = "Return-Path: <" + std::string(d.sender()) + ">\r\n";
     for (const auto& r : d.recipients()) staged_ += "Delivered-To: " + r + "\r\n";
+    staged_.reserve(staged_.size() + d.message().size());
     staged_ += d.message();
     has_staged_ = true;
   }
