@@ -1,4 +1,5 @@
-// kurier-sink's SMTP server session: one coroutine per connection.
+// kurier-sink's SMTP server session: one coroutine per connection, the transport
+// (socket, TLS, timeouts, reply delay, faults) around the shared smtp::ServerDialogue.
 //
 // Contract: start_session() takes an accepted socket whose executor is the worker's
 // io_context and runs the whole dialogue there (a session never changes thread). The
@@ -13,29 +14,12 @@
 #include <list>
 #include <string>
 
-#include "bench/sink/script.h"
-#include "bench/sink/stats.h"
-#include "bench/sink/store.h"
+#include "bench/sink/scripted_hooks.h"
 #include "common/asio.h"
 
 namespace kurier::sink {
 
 class Session;
-
-// State shared by every session; owned by the server, outlives all sessions.
-struct SinkShared {
-  const Script* script = nullptr;
-  RuleMatcher* rules = nullptr;
-  Stats* stats = nullptr;
-  MessageStore* store = nullptr;       // nullptr: messages are counted, not stored
-  asio::ssl::context* tls = nullptr;   // nullptr: STARTTLS not offered
-};
-
-// One local listen address as the sessions on it see it.
-struct ListenInfo {
-  std::string ip;                  // canonical: rule filter, store directory, stats key
-  AddressStats* stats = nullptr;
-};
 
 // One io_context run by one thread; the sessions accepted onto it stay on it.
 class Worker {

@@ -1,6 +1,6 @@
 // Matching parsed inbound mail to recipients and recording what it means (contract
-// in bounce_apply.h). Runs on the caller's thread (ingest: main; listener: its own
-// thread); blocks on the store's synced write. Store failures propagate.
+// in apply.h). Runs on the caller's thread (ingest: main; listener: its one-thread
+// apply pool); blocks on the store's synced write. Store failures propagate.
 #include "engine/bounces/apply.h"
 
 #include <algorithm>
@@ -46,6 +46,97 @@ const bounce::RecipientReport* report_for(const bounce::Message& message, std::s
   return &message.recipients.front();
 }
 
+// What one message means for the recipient it matched: the event to record and the
+// address update that goes with it in the same synced batch.
+struct Record {
+  queue::Event event;
+  std::optional<queue::AddressUpdate> update;
+};
+
+queue::AddressUpdate suppression(const std::string& address, std::string reason, std::int64_t now_ms) {
+  return {queue::AddressUpdate::Kind::suppress, address, std::move(reason), 0, now_ms};
+}
+
+// A late bounce: hard suppresses at once, soft counts one more soft bounce in a row.
+Record late_bounce(const bounce::Message& message, const std::string& address, std::uint32_t soft_limit,
+                   std::int64_t now_ms) {
+  Record r;
+  r.event.kind = queue::EventKind::late_bounce;
+  const auto* report = report_for(message, address);
+  bounce::Verdict verdict = report ? report->verdict : bounce::Verdict{"undefined", "other", false};
+  if (verdict.reason.empty()) verdict.reason = "undefined";
+  if (verdict.category.empty()) verdict.category = verdict.hard ? "hard" : "other";
+  r.event.category = verdict.category;
+  r.event.reason = verdict.reason;
+  if (report) {
+    r.event.detail = report->status;
+    if (!report->reply.empty()) r.event.detail += (r.event.detail.empty() ? "" : " ") + report->reply;
+  }
+  if (verdict.hard) {
+    r.update = suppression(address, "hard-bounce " + verdict.reason, now_ms);
+  } else if (verdict.category == "soft") {
+    r.update = queue::AddressUpdate{queue::AddressUpdate::Kind::soft_bounce, address, verdict.reason, soft_limit,
+                                    now_ms};
+  }
+  return r;
+}
+
+Record delay(const bounce::Message& message, const std::string& address) {
+  Record r;
+  r.event.kind = queue::EventKind::delay;
+  const auto* report = report_for(message, address);
+  r.event.category = "soft";
+  r.event.reason = report && !report->verdict.reason.empty() ? report->verdict.reason : "expired";
+  if (report) r.event.detail = report->status + (report->reply.empty() ? "" : " " + report->reply);
+  return r;
+}
+
+// A complaint or an unsubscribe report: either way the address is suppressed.
+Record feedback(const bounce::Message& message, const std::string& address, std::int64_t now_ms) {
+  Record r;
+  const std::string type = message.feedback_type.empty() ? "abuse" : text::lower_ascii(message.feedback_type);
+  r.event.category = "other";
+  r.event.detail = type;
+  if (is_unsubscribe(type)) {
+    r.event.kind = queue::EventKind::unsubscribe;
+    r.event.reason = "unsubscribe";
+  } else {
+    r.event.kind = queue::EventKind::complaint;
+    r.event.reason = "complaint " + type;
+  }
+  r.update = suppression(address, r.event.reason, now_ms);
+  return r;
+}
+
+// nullopt for the kinds that record nothing (delivered, reply, unknown).
+std::optional<Record> record_for(const bounce::Message& message, const std::string& address,
+                                 std::uint32_t soft_limit, std::int64_t now_ms) {
+  std::optional<Record> r;
+  switch (message.kind) {
+    case bounce::Kind::bounce:
+      r = late_bounce(message, address, soft_limit, now_ms);
+      break;
+    case bounce::Kind::delay:
+      r = delay(message, address);
+      break;
+    case bounce::Kind::feedback:
+      r = feedback(message, address, now_ms);
+      break;
+    case bounce::Kind::autoreply:
+      r.emplace();
+      r->event.kind = queue::EventKind::autoreply;
+      r->event.reason = "vacation";
+      r->event.detail = message.subject;
+      break;
+    case bounce::Kind::delivered:
+    case bounce::Kind::reply:
+    case bounce::Kind::unknown:
+      break;
+  }
+  if (r) r->event.time_ms = now_ms;
+  return r;
+}
+
 }  // namespace
 
 void ApplyStats::add(const bounce::Message& message, const ApplyResult& result) {
@@ -89,68 +180,11 @@ ApplyResult BounceApplier::apply(const bounce::Message& message, std::int64_t no
   result.recipient = recipient->key;
   result.address = recipient->address;
 
-  queue::Event event;
-  event.time_ms = now_ms;
-  std::optional<queue::AddressUpdate> update;
-  auto suppress = [&](std::string reason) {
-    update = queue::AddressUpdate{queue::AddressUpdate::Kind::suppress, recipient->address, std::move(reason), 0,
-                                  now_ms};
-  };
-  switch (message.kind) {
-    case bounce::Kind::bounce: {
-      event.kind = queue::EventKind::late_bounce;
-      const auto* report = report_for(message, recipient->address);
-      bounce::Verdict verdict = report ? report->verdict : bounce::Verdict{"undefined", "other", false};
-      if (verdict.reason.empty()) verdict.reason = "undefined";
-      if (verdict.category.empty()) verdict.category = verdict.hard ? "hard" : "other";
-      event.category = verdict.category;
-      event.reason = verdict.reason;
-      if (report) {
-        event.detail = report->status;
-        if (!report->reply.empty()) event.detail += (event.detail.empty() ? "" : " ") + report->reply;
-      }
-      if (verdict.hard) {
-        suppress("hard-bounce " + verdict.reason);
-      } else if (verdict.category == "soft") {
-        update = queue::AddressUpdate{queue::AddressUpdate::Kind::soft_bounce, recipient->address, verdict.reason,
-                                      soft_limit_, now_ms};
-      }
-      break;
-    }
-    case bounce::Kind::delay: {
-      event.kind = queue::EventKind::delay;
-      const auto* report = report_for(message, recipient->address);
-      event.category = "soft";
-      event.reason = report && !report->verdict.reason.empty() ? report->verdict.reason : "expired";
-      if (report) event.detail = report->status + (report->reply.empty() ? "" : " " + report->reply);
-      break;
-    }
-    case bounce::Kind::feedback: {
-      const std::string type = message.feedback_type.empty() ? "abuse" : text::lower_ascii(message.feedback_type);
-      event.category = "other";
-      event.detail = type;
-      if (is_unsubscribe(type)) {
-        event.kind = queue::EventKind::unsubscribe;
-        event.reason = "unsubscribe";
-      } else {
-        event.kind = queue::EventKind::complaint;
-        event.reason = "complaint " + type;
-      }
-      suppress(event.reason);
-      break;
-    }
-    case bounce::Kind::autoreply:
-      event.kind = queue::EventKind::autoreply;
-      event.reason = "vacation";
-      event.detail = message.subject;
-      break;
-    case bounce::Kind::delivered:
-    case bounce::Kind::reply:
-    case bounce::Kind::unknown:
-      return result;  // matched, nothing to record
-  }
+  auto record = record_for(message, recipient->address, soft_limit_, now_ms);
+  if (!record) return result;  // matched, nothing to record
+  auto& event = record->event;
   event.detail = clip(std::move(event.detail), kMaxDetailBytes);
-  auto applied = store_.add_event(recipient->key, event, update);
+  auto applied = store_.add_event(recipient->key, event, record->update);
   if (!applied.applied) {
     result.matched = false;  // removed in between (an aborted campaign): nothing to attach to
     return result;

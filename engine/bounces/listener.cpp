@@ -1,7 +1,8 @@
-// The bounce listener's SMTP server (contract in bounce_listener.h). Network: one
-// io_context thread, one coroutine per connection; the handler runs on a one-thread
-// pool. Network errors and timeouts close the connection; a handler failure is
-// answered 451 so the sender retries; nothing is thrown after construction.
+// The bounce listener's SMTP server (contract in listener.h) on the shared
+// smtp::ServerDialogue. Network: one io_context thread, one coroutine per connection;
+// the handler runs on a one-thread pool. Network errors and timeouts close the
+// connection; a handler failure is answered 451 so the sender retries; nothing is
+// thrown after construction.
 #include "engine/bounces/listener.h"
 
 #include <atomic>
@@ -12,9 +13,10 @@
 #include "common/asio.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "engine/core/clock.h"
 #include "engine/intake/address.h"
-#include "engine/delivery/delivery.h"
 #include "engine/ops/tcp_acceptor.h"
+#include "smtp/server_session.h"
 
 #include <boost/beast/core.hpp>
 
@@ -26,49 +28,10 @@ using tcp = asio::ip::tcp;
 
 // A client that keeps sending commands that fail is not a well-behaved MTA.
 constexpr int kMaxErrors = 20;
-// Bytes read from the socket at a time.
-constexpr std::size_t kReadChunk = 16 * 1024;
 // The store-backed domain filter rereads the campaigns' VERP domains on a miss, at
 // most this often: a new campaign's domain is accepted within a second, and a flood
 // of RCPTs for foreign domains costs one scan per second, not one per RCPT.
 constexpr std::chrono::seconds kDomainRefresh{1};
-
-std::string upper(std::string_view text) {
-  std::string out(text);
-  for (auto& c : out)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return out;
-}
-
-// "FROM:<a@b> SIZE=10" with keyword "FROM:" -> path "a@b" and the parameters.
-// nullopt if the keyword or the angle brackets are missing.
-struct PathArgument {
-  std::string path;
-  std::string params;
-};
-std::optional<PathArgument> parse_path(std::string_view args, std::string_view keyword) {
-  if (args.size() < keyword.size() || upper(args.substr(0, keyword.size())) != keyword) return std::nullopt;
-  args.remove_prefix(keyword.size());
-  while (!args.empty() && args.front() == ' ') args.remove_prefix(1);
-  if (args.empty() || args.front() != '<') return std::nullopt;
-  auto gt = args.find('>');
-  if (gt == std::string_view::npos) return std::nullopt;
-  PathArgument out{std::string(args.substr(1, gt - 1)), std::string(args.substr(gt + 1))};
-  return out;
-}
-
-// The SIZE=n parameter of MAIL, 0 if absent or malformed.
-std::uint64_t size_param(std::string_view params) {
-  auto u = upper(params);
-  auto pos = u.find("SIZE=");
-  if (pos == std::string::npos) return 0;
-  std::uint64_t n = 0;
-  for (auto i = pos + 5; i < u.size() && u[i] >= '0' && u[i] <= '9'; ++i) {
-    if (n > (std::uint64_t{1} << 50)) break;
-    n = n * 10 + static_cast<std::uint64_t>(u[i] - '0');
-  }
-  return n;
-}
 
 }  // namespace
 
@@ -100,208 +63,168 @@ struct BounceListener::Impl {
 
 namespace {
 
-// One SMTP connection. Lives in the frame of its coroutine (run_session), so it is
-// kept alive by its pending operation and dropped with it when the loop stops.
-class Session {
+// The listener's answers at each stage of the shared dialogue: any sender, recipients
+// of the accepted domains only, and the message handed to the handler (by the session,
+// on the pool: the hooks only stage it).
+class ListenerHooks final : public smtp::ServerHooks {
  public:
-  Session(BounceListener::Impl& owner, tcp::socket socket) : owner_(owner), stream_(std::move(socket)) {
-    error_code ec;
-    auto remote = stream_.socket().remote_endpoint(ec);
-    peer_ = ec ? "?" : remote.address().to_string();
+  ListenerHooks(BounceListener::Impl& owner, const std::string& peer) : owner_(owner), peer_(peer) {}
+
+  bool greeting(smtp::ServerDialogue& d) override {
+    d.reply("220 " + owner_.options.hostname + " ESMTP kurier bounce listener");
+    return true;
   }
 
-  asio::awaitable<void> run() {
-    if (!co_await reply("220 " + owner_.options.hostname + " ESMTP kurier bounce listener")) co_return;
-    std::string line;
-    for (;;) {
-      auto status = co_await read_line(line, BounceListener::kMaxCommandLine);
-      if (status == Read::too_long) {
-        co_await reply("500 5.5.6 Error: line too long");
-        co_return;
-      }
-      if (status != Read::ok) co_return;
-      auto space = line.find(' ');
-      const std::string verb = upper(std::string_view(line).substr(0, space));
-      const std::string_view args =
-          space == std::string::npos ? std::string_view{} : std::string_view(line).substr(space + 1);
-      bool keep_going = true;
-      if (verb == "EHLO" || verb == "HELO") {
-        keep_going = co_await hello(verb == "EHLO", args);
-      } else if (verb == "MAIL") {
-        keep_going = co_await mail(args);
-      } else if (verb == "RCPT") {
-        keep_going = co_await rcpt(args);
-      } else if (verb == "DATA") {
-        keep_going = co_await data();
-      } else if (verb == "RSET") {
-        reset();
-        keep_going = co_await reply("250 2.0.0 Ok");
-      } else if (verb == "NOOP") {
-        keep_going = co_await reply("250 2.0.0 Ok");
-      } else if (verb == "QUIT") {
-        co_await reply("221 2.0.0 Bye");
-        co_return;
-      } else if (verb == "VRFY") {
-        keep_going = co_await reply("252 2.0.0 Cannot VRFY user");
-      } else if (verb == "AUTH" || verb == "STARTTLS" || verb == "EXPN" || verb == "ETRN" || verb == "BDAT") {
-        keep_going = co_await error("502 5.5.1 Error: command not implemented");
-      } else {
-        keep_going = co_await error("500 5.5.2 Error: command not recognized");
-      }
-      if (!keep_going) co_return;
-    }
-  }
-
- private:
-  enum class Read { ok, too_long, closed };
-
-  // One line without its line end (CRLF or a bare LF).
-  asio::awaitable<Read> read_line(std::string& line, std::size_t limit) {
-    for (;;) {
-      auto nl = buffer_.find('\n', scanned_);
-      if (nl != std::string::npos) {
-        auto end = nl > pos_ && buffer_[nl - 1] == '\r' ? nl - 1 : nl;
-        line.assign(buffer_, pos_, end - pos_);
-        pos_ = scanned_ = nl + 1;
-        if (pos_ == buffer_.size()) {
-          buffer_.clear();
-          pos_ = scanned_ = 0;
-        }
-        co_return Read::ok;
-      }
-      if (buffer_.size() - pos_ > limit) co_return Read::too_long;
-      if (pos_ > 0) {  // keep the buffer small: drop what was consumed
-        buffer_.erase(0, pos_);
-        pos_ = 0;
-      }
-      scanned_ = buffer_.size();
-      char chunk[kReadChunk];
-      error_code ec;
-      stream_.expires_after(owner_.options.command_timeout);
-      auto n = co_await stream_.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return Read::closed;  // EOF, reset, timeout
-      buffer_.append(chunk, n);
-    }
-  }
-
-  asio::awaitable<bool> reply(std::string text) {
-    text += "\r\n";
-    error_code ec;
-    stream_.expires_after(owner_.options.command_timeout);
-    co_await asio::async_write(stream_, asio::buffer(text), asio::redirect_error(asio::use_awaitable, ec));
-    co_return !ec;
-  }
-
-  asio::awaitable<bool> error(std::string text) {
-    if (++errors_ >= kMaxErrors) {
-      co_await reply("421 4.7.0 Error: too many errors");
-      co_return false;
-    }
-    co_return co_await reply(std::move(text));
-  }
-
-  void reset() {
-    mail_from_.reset();
-    recipients_.clear();
-  }
-
-  asio::awaitable<bool> hello(bool extended, std::string_view args) {
-    if (args.empty()) co_return co_await error(std::string("501 5.5.4 Syntax: ") + (extended ? "EHLO" : "HELO") + " hostname");
-    reset();
-    helo_ = true;
+  bool hello(bool extended, smtp::ServerDialogue& d) override {
     const auto& host = owner_.options.hostname;
-    if (!extended) co_return co_await reply("250 " + host);
-    co_return co_await reply("250-" + host + "\r\n250-PIPELINING\r\n250-SIZE " +
-                             std::to_string(owner_.options.max_message_bytes) +
-                             "\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES");
-  }
-
-  asio::awaitable<bool> mail(std::string_view args) {
-    if (!helo_) co_return co_await error("503 5.5.1 Error: send HELO/EHLO first");
-    if (mail_from_) co_return co_await error("503 5.5.1 Error: nested MAIL command");
-    auto path = parse_path(args, "FROM:");
-    if (!path) co_return co_await error("501 5.5.4 Syntax: MAIL FROM:<address>");
-    if (size_param(path->params) > owner_.options.max_message_bytes) {
-      owner_.count([](BounceListenerStats& s) { ++s.oversized; });
-      co_return co_await reply("552 5.3.4 Message size exceeds fixed limit");
+    if (!extended) {
+      d.reply("250 " + host);
+      return true;
     }
-    mail_from_ = path->path;
-    co_return co_await reply("250 2.1.0 Ok");
+    d.reply("250-" + host + "\r\n250-PIPELINING\r\n250-SIZE " + std::to_string(owner_.options.max_message_bytes) +
+            "\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES");
+    return true;
   }
 
-  asio::awaitable<bool> rcpt(std::string_view args) {
-    if (!mail_from_) co_return co_await error("503 5.5.1 Error: need MAIL command");
-    auto path = parse_path(args, "TO:");
-    if (!path || path->path.empty()) co_return co_await error("501 5.5.4 Syntax: RCPT TO:<address>");
-    if (recipients_.size() >= BounceListener::kMaxRecipients)
-      co_return co_await reply("452 4.5.3 Error: too many recipients");
-    std::string domain = domain_of(path->path);
+  bool mail(const smtp::Path&, smtp::ServerDialogue& d) override {
+    d.reply("250 2.1.0 Ok");
+    return true;
+  }
+
+  bool rcpt(std::string_view address, smtp::ServerDialogue& d) override {
+    std::string domain = domain_of(address);
     while (!domain.empty() && domain.back() == '.') domain.pop_back();
     // RFC 5321 4.5.1: "postmaster" without a domain must be accepted.
-    const bool bare_postmaster = text::iequals(path->path, "postmaster");
-    bool accepted = bare_postmaster;
-    bool check_failed = false;
+    bool accepted = text::iequals(address, "postmaster");
     if (!accepted && !domain.empty() && owner_.accept_domain) {
       try {
         accepted = owner_.accept_domain(domain);
       } catch (const std::exception& e) {  // the store failed: the sender should retry
         owner_.log->error("event=bounce_domain_check_failed peer={} error=\"{}\"", peer_, e.what());
-        check_failed = true;
+        d.reply("451 4.3.0 Error: temporary failure, try again later");
+        return false;
       }
     }
-    if (check_failed) co_return co_await reply("451 4.3.0 Error: temporary failure, try again later");
     if (!accepted) {
       owner_.count([](BounceListenerStats& s) { ++s.rejected_recipients; });
-      co_return co_await error("550 5.7.1 <" + path->path + ">: relaying denied");
+      d.error("550 5.7.1 <" + std::string(address) + ">: relaying denied");
+      return false;
     }
-    recipients_.push_back(path->path);
-    co_return co_await reply("250 2.1.5 Ok");
+    d.reply("250 2.1.5 Ok");
+    return true;
   }
 
-  asio::awaitable<bool> data() {
-    if (!mail_from_) co_return co_await error("503 5.5.1 Error: need MAIL command");
-    if (recipients_.empty()) co_return co_await error("554 5.5.1 Error: no valid recipients");
-    if (!co_await reply("354 End data with <CR><LF>.<CR><LF>")) co_return false;
+  bool data(smtp::ServerDialogue& d) override {
+    d.reply("354 End data with <CR><LF>.<CR><LF>");
+    return true;
+  }
 
-    // As a delivery agent does: the envelope goes in front of the message.
-    std::string message = "Return-Path: <" + *mail_from_ + ">\r\n";
-    for (const auto& r : recipients_) message += "Delivered-To: " + r + "\r\n";
-    const std::size_t envelope_bytes = message.size();
-    bool oversized = false;
-    std::string line;
+  // As a delivery agent does: the envelope goes in front of the message.
+  void message(smtp::ServerDialogue& d) override {
+    staged_ = "Return-Path: <" + std::string(d.sender()) + ">\r\n";
+    for (const auto& r : d.recipients()) staged_ += "Delivered-To: " + r + "\r\n";
+    staged_.reserve(staged_.size() + d.message().size());
+    staged_ += d.message();
+    has_staged_ = true;
+  }
+
+  void starttls(std::string_view, smtp::ServerDialogue& d) override {
+    d.error("502 5.5.1 Error: command not implemented");  // a final destination, not a relay
+  }
+
+  void oversized() override {
+    owner_.count([](BounceListenerStats& s) { ++s.oversized; });
+  }
+
+  // The message received, if one ended since the last call.
+  std::optional<std::string> take_message() {
+    if (!has_staged_) return std::nullopt;
+    has_staged_ = false;
+    return std::move(staged_);
+  }
+
+ private:
+  BounceListener::Impl& owner_;
+  const std::string& peer_;
+  std::string staged_;
+  bool has_staged_ = false;
+};
+
+smtp::DialogueOptions listener_dialogue_options(const BounceListenerOptions& options) {
+  smtp::DialogueOptions out;
+  out.max_command_line = BounceListener::kMaxCommandLine;
+  out.max_data_line = BounceListener::kMaxDataLine;
+  out.max_message_bytes = options.max_message_bytes;
+  out.max_recipients = BounceListener::kMaxRecipients;
+  out.max_errors = kMaxErrors;
+  out.crlf_line_ends = true;
+  out.unimplemented = {"AUTH", "EXPN", "ETRN", "BDAT"};
+  return out;
+}
+
+// One SMTP connection. Lives in the frame of its coroutine (run_session), so it is
+// kept alive by its pending operation and dropped with it when the loop stops.
+class Session {
+ public:
+  Session(BounceListener::Impl& owner, tcp::socket socket)
+      : owner_(owner),
+        stream_(std::move(socket)),
+        peer_(peer_of(stream_.socket())),
+        hooks_(owner, peer_),
+        dialogue_(hooks_, listener_dialogue_options(owner.options)),
+        in_(BounceListener::kMaxDataLine) {}
+
+  asio::awaitable<void> run() {
+    dialogue_.start();
     for (;;) {
-      auto status = co_await read_line(line, BounceListener::kMaxDataLine);
-      if (status == Read::too_long) {
-        co_await reply("500 5.5.6 Error: line too long");
-        co_return false;
+      while (dialogue_.handle_next(in_)) {
+        if (auto message = hooks_.take_message()) co_await answer(std::move(*message));
       }
-      if (status != Read::ok) co_return false;  // the transaction is abandoned
-      if (line == ".") break;
-      if (oversized) continue;  // read to the end, then say why
-      std::string_view text = line;
-      if (!text.empty() && text.front() == '.') text.remove_prefix(1);  // dot un-stuffing
-      if (message.size() - envelope_bytes + text.size() + 2 > owner_.options.max_message_bytes) {
-        oversized = true;
-        message.clear();
-        message.shrink_to_fit();
-        continue;
-      }
-      message.append(text);
-      message += "\r\n";
+      if (!co_await flush()) co_return;
+      if (dialogue_.closing()) co_return;
+      if (!co_await read_more()) co_return;  // EOF, reset, timeout
     }
-    reset();
-    if (oversized) {
-      owner_.count([](BounceListenerStats& s) { ++s.oversized; });
-      co_return co_await reply("552 5.3.4 Error: message too big");
-    }
+  }
+
+ private:
+  static std::string peer_of(const tcp::socket& socket) {
+    error_code ec;
+    auto remote = socket.remote_endpoint(ec);
+    return ec ? "?" : remote.address().to_string();
+  }
+
+  asio::awaitable<bool> read_more() {
+    auto space = in_.space();
+    error_code ec;
+    stream_.expires_after(owner_.options.command_timeout);
+    auto n = co_await stream_.async_read_some(asio::buffer(space.data(), space.size()),
+                                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+    in_.commit(n);
+    co_return true;
+  }
+
+  asio::awaitable<bool> flush() {
+    std::string& out = dialogue_.output();
+    if (out.empty()) co_return true;
+    error_code ec;
+    stream_.expires_after(owner_.options.command_timeout);
+    co_await asio::async_write(stream_, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
+    out.clear();
+    co_return !ec;
+  }
+
+  // Applies the message on the pool and answers: 250 once it is durable, else 451.
+  asio::awaitable<void> answer(std::string message) {
     auto failure = co_await apply(std::move(message));
     if (failure.empty()) {
       owner_.count([](BounceListenerStats& s) { ++s.messages; });
-      co_return co_await reply("250 2.0.0 Ok: applied");
+      dialogue_.reply("250 2.0.0 Ok: applied");
+      co_return;
     }
     owner_.count([](BounceListenerStats& s) { ++s.failed; });
     owner_.log->error("event=bounce_apply_failed peer={} error=\"{}\"", peer_, failure);
-    co_return co_await reply("451 4.3.0 Error: temporary failure, try again later");
+    dialogue_.reply("451 4.3.0 Error: temporary failure, try again later");
   }
 
   // Runs the handler on the pool; resumes here with "" on success or the error text.
@@ -323,13 +246,9 @@ class Session {
   BounceListener::Impl& owner_;
   beast::tcp_stream stream_;
   std::string peer_;
-  std::string buffer_;
-  std::size_t pos_ = 0;      // start of unread data in buffer_
-  std::size_t scanned_ = 0;  // buffer_ holds no '\n' in [pos_, scanned_)
-  bool helo_ = false;
-  std::optional<std::string> mail_from_;
-  std::vector<std::string> recipients_;
-  int errors_ = 0;
+  ListenerHooks hooks_;
+  smtp::ServerDialogue dialogue_;
+  smtp::LineBuffer in_;
 };
 
 asio::awaitable<void> run_session(BounceListener::Impl* owner, tcp::socket socket) {

@@ -4,8 +4,8 @@
 // after the handler returns, i.e. after the result is durable. A handler failure is
 // answered 451 4.3.0, so the sending MTA keeps the message and retries.
 //
-// Protocol: EHLO/HELO, MAIL, RCPT, DATA (dot un-stuffing, size limit), RSET, NOOP,
-// QUIT; PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES advertised. RCPT is accepted
+// Protocol: the shared server dialogue of smtp/server_session.h (EHLO/HELO, MAIL,
+// RCPT, DATA with dot un-stuffing and a size limit, RSET, NOOP, QUIT); PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES advertised. RCPT is accepted
 // only for the accepted domains (any local part, so postmaster@ works too); anything
 // else is "550 5.7.1 relaying denied". No AUTH, no STARTTLS: this is a final
 // destination, not a relay.

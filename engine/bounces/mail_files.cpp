@@ -1,4 +1,4 @@
-// mbox / Maildir / single-file reading for bounce ingest (contract in mailbox.h).
+// mbox / Maildir / single-file reading for bounce ingest (contract in mail_files.h).
 // Main thread; a path that cannot be read is an InputError naming it.
 #include "engine/bounces/mail_files.h"
 
