@@ -2,7 +2,7 @@
 // config (bad files named with line and field), and the bounce classifiers of the
 // engine use it before the built-in rules: the reply classifier of delivery, the bounce
 // listener of `kurier serve` (real smtplib client on loopback) and `kurier bounce
-// ingest`. Delivery replies end to end: tests/integration/bounce_rules_delivery_test.cpp.
+// ingest`. Delivery replies end to end: tests/integration/reply_policy_test.cpp (OpsBounceRulesClassifyDeliveryReplies).
 #include <gtest/gtest.h>
 
 #include "bounce/bounce.h"
