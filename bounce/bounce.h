@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -25,6 +26,14 @@ namespace kurier::bounce {
 // `reply` is a human answer; `unknown` is anything else (e.g. spam to the bounce
 // address). Only bounce and feedback may change a recipient's state.
 enum class Kind { bounce, delay, autoreply, feedback, reply, unknown, delivered };
+
+// The bounce categories of docs/DESIGN.md ("Categories and reasons"), typed: delivery,
+// metrics and reports branch on these, never on text. `none`: not a failure (delivered,
+// still pending); the failure categories come first so they can index arrays.
+enum class Category : std::uint8_t { hard, soft, block, other, none };
+inline constexpr std::size_t kFailureCategories = 4;  // hard, soft, block, other
+std::string_view to_string(Category category);        // "hard", ...; "" for none
+Category category_from(std::string_view text);        // "" -> none; unknown text -> other
 std::string_view to_string(Kind);
 
 // The classification of one failure. `reason` is Sisimai's vocabulary (userunknown,

@@ -394,4 +394,23 @@ std::string_view to_string(Kind kind) {
   return "unknown";
 }
 
+std::string_view to_string(Category category) {
+  switch (category) {
+    case Category::hard: return "hard";
+    case Category::soft: return "soft";
+    case Category::block: return "block";
+    case Category::other: return "other";
+    case Category::none: return "";
+  }
+  return "";
+}
+
+Category category_from(std::string_view text) {
+  if (text.empty()) return Category::none;
+  if (text == "hard") return Category::hard;
+  if (text == "soft") return Category::soft;
+  if (text == "block") return Category::block;
+  return Category::other;
+}
+
 }  // namespace kurier::bounce

@@ -1,15 +1,19 @@
-// Classification of an SMTP reply into what happens to the recipient, with a
-// category (hard, soft, block, other) and a reason from the Sisimai vocabulary
-// (DESIGN.md). The enhanced status code decides first; the reply text refines it
-// (a 5.1.1 that speaks of rate limits is not an unknown user). Pure; any thread.
+// The one reply interpreter: what an SMTP reply (or its absence) means for the recipient
+// — disposition, a typed category (hard, soft, block, other) and a reason from the
+// Sisimai vocabulary (docs/DESIGN.md), and whether it is a greylister pacing us (with the
+// delay it asks for). The enhanced status code decides first; the reply text refines it
+// (a 5.1.1 that speaks of rate limits is not an unknown user); the rules are the data-
+// driven ones of bounce/ (data/bounce-rules.toml, plus an ops file from [bounce] rules).
+// Throttling replies are recognised per shaping key, by the key's own rules
+// (engine/delivery/shaping/shaping.h). Pure; any thread.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 
-namespace kurier::bounce {
-class Rules;  // bounce/bounce.h
-}
+#include "bounce/bounce.h"
 
 namespace kurier::engine {
 
@@ -21,9 +25,13 @@ enum class Disposition {
 
 struct Classification {
   Disposition disposition = Disposition::deferred;
-  std::string category;  // "hard", "soft", "block", "other"; "" for delivered
-  std::string reason;    // "userunknown", "mailboxfull", ... ; "delivered"
-  bool hard() const { return category == "hard"; }
+  bounce::Category category = bounce::Category::none;  // none for delivered
+  std::string reason;  // "userunknown", "mailboxfull", ... ; "delivered"
+  // A greylisting reply: retried after the server's own delay (retry_hint) or the
+  // configured one, without advancing the retry schedule.
+  bool greylisted = false;
+  std::optional<std::chrono::seconds> retry_hint;
+  bool hard() const { return category == bounce::Category::hard; }
 };
 
 // code: the 3-digit reply code (0 = no reply: network error, treated as deferred
@@ -33,5 +41,13 @@ Classification classify_reply(int code, std::string_view enhanced, std::string_v
 // before the built-in rules: bounce::Rules::load).
 Classification classify_reply(int code, std::string_view enhanced, std::string_view text,
                               const bounce::Rules& rules);
+
+// Greylisting: a 450/451 (or another 4xx) with a greylisting enhanced code and wording
+// ("greylist", "graylist", postgrey's "Greylisted, see ...", "try again later",
+// "please retry in N seconds").
+bool is_greylist_reply(int code, std::string_view enhanced, std::string_view text);
+// "retry in 90 seconds", "Greylisted for 5 minutes", "try again in 2 min": the server's
+// own delay, when its text says one.
+std::optional<std::chrono::seconds> greylist_hint(std::string_view text);
 
 }  // namespace kurier::engine

@@ -22,10 +22,9 @@ struct Delay {
 
 // Greylisting and throttling are the server pacing us, not a failure of this
 // recipient: their own delay, and the retry schedule does not advance.
-Delay deferral_delay(const queue::Attempt& attempt, const Classification& c, bool throttle_reply,
+Delay deferral_delay(const Classification& c, bool throttle_reply,
                      std::uint16_t backoff, const ShapingLimits& limits) {
-  if (is_greylist_reply(attempt.code, attempt.enhanced, attempt.text))
-    return {greylist_hint(attempt.text).value_or(limits.greylist_delay), "greylisted", true, false};
+  if (c.greylisted) return {c.retry_hint.value_or(limits.greylist_delay), "greylisted", true, false};
   const auto& retry = limits.retry;
   if (throttle_reply) return {retry.front(), "throttled " + c.reason, false, false};
   const auto next = static_cast<std::uint16_t>(backoff + 1);
@@ -47,7 +46,7 @@ Decision decide_outcome(const RecipientHistory& history, const Classification& c
   s.code = attempt.code;
   s.enhanced = attempt.enhanced;
   s.mx = attempt.mx_host.empty() ? attempt.mx_address : attempt.mx_host;
-  s.category = c.category;
+  s.category = bounce::to_string(c.category);
   s.reason = c.reason;
   s.backoff = history.status.backoff;
   switch (c.disposition) {
@@ -57,10 +56,10 @@ Decision decide_outcome(const RecipientHistory& history, const Classification& c
       break;
     case Disposition::bounced:
       s.state = queue::State::bounced;
-      attempt.classification = "bounced " + c.category + " " + c.reason;
+      attempt.classification = "bounced " + s.category + " " + c.reason;
       break;
     case Disposition::deferred: {
-      const Delay d = deferral_delay(attempt, c, throttle_reply, s.backoff, limits);
+      const Delay d = deferral_delay(c, throttle_reply, s.backoff, limits);
       decision.greylisted = d.greylisted;
       if (d.counts) s.backoff = static_cast<std::uint16_t>(s.backoff + 1);
       if (milliseconds(now - history.campaign_created_ms) >= limits.max_age) {
@@ -87,12 +86,12 @@ SiteFailure dns_site_failure(dns::Status status, std::string_view detail) {
   if (dns::is_permanent(status)) {
     c.disposition = Disposition::bounced;
     c.reason = status == dns::Status::null_mx ? "notaccept" : "hostunknown";
-    c.category = "hard";
+    c.category = bounce::Category::hard;
     f.attempt.enhanced = status == dns::Status::null_mx ? "5.1.10" : "5.1.2";
   } else {
     c.disposition = Disposition::deferred;
     c.reason = "networkerror";
-    c.category = "soft";
+    c.category = bounce::Category::soft;
     f.attempt.enhanced = "4.4.3";
   }
   f.attempt.text = std::string("DNS: ") + dns::to_string(status) + (detail.empty() ? "" : ": " + std::string(detail));
@@ -121,7 +120,7 @@ SiteFailure connect_site_failure(const std::vector<smtp::ConnectFailure>& failur
   f.classification = classify_reply(a.code, a.enhanced, a.text, rules);
   // A site that refuses to talk is a site-level problem: defer, never bounce.
   f.classification.disposition = Disposition::deferred;
-  if (f.classification.category == "hard") f.classification.category = "soft";
+  if (f.classification.hard()) f.classification.category = bounce::Category::soft;
   return f;
 }
 

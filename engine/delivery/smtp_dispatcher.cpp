@@ -168,7 +168,10 @@ class SmtpDispatcher final : public Dispatcher {
     queue::Attempt attempt;
     attempt.time_ms = slot.now();
     attempt.text = "DKIM signing failed: " + failure;
-    slot.record(std::move(job), Classification{Disposition::deferred, "soft", "systemerror"}, std::move(attempt));
+    Classification deferred;
+    deferred.category = bounce::Category::soft;
+    deferred.reason = "systemerror";
+    slot.record(std::move(job), deferred, std::move(attempt));
     co_return false;
   }
 

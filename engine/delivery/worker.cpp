@@ -369,7 +369,7 @@ void Worker::Impl::finish(Destination& dest, Job& job, const Classification& c, 
   switch (outcome.status.state) {
     case queue::State::delivered: dest.metrics->count_delivered(); break;
     case queue::State::deferred: dest.metrics->count_deferred(); break;
-    case queue::State::bounced: dest.metrics->count_bounced(bounce_category(outcome.status.category)); break;
+    case queue::State::bounced: dest.metrics->count_bounced(bounce::category_from(outcome.status.category)); break;
     case queue::State::expired: dest.metrics->count_expired(); break;
     default: break;
   }

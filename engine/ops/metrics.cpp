@@ -23,7 +23,7 @@ void add_traffic(SeriesSnapshot& sum, const SeriesSnapshot& part) {
   sum.deferred += part.deferred;
   sum.expired += part.expired;
   sum.greylisted += part.greylisted;
-  for (std::size_t i = 0; i < kBounceCategories; ++i) sum.bounced[i] += part.bounced[i];
+  for (std::size_t i = 0; i < bounce::kFailureCategories; ++i) sum.bounced[i] += part.bounced[i];
 }
 
 // Label values escape backslash, double quote and line feed (exposition format 0.0.4).
@@ -98,14 +98,14 @@ void destination_families(std::string& out, std::string_view kind, const std::ve
   const std::string bounced = name("bounced_total");
   header(out, bounced, "counter", "Permanent failures by category (hard, soft, block, other).");
   for (const auto& s : series) {
-    for (std::size_t i = 0; i < kBounceCategories; ++i) {
+    for (std::size_t i = 0; i < bounce::kFailureCategories; ++i) {
       out += bounced;
       out += '{';
       out += label;
       out += "=\"";
       append_label_value(out, s.name);
       out += "\",category=\"";
-      out += to_string(static_cast<BounceCategory>(i));
+      out += to_string(static_cast<bounce::Category>(i));
       out += "\"} ";
       append_number(out, s.bounced[i]);
       out += '\n';
@@ -133,23 +133,6 @@ void global_counter(std::string& out, std::string_view name, std::string_view he
 }
 
 }  // namespace
-
-BounceCategory bounce_category(std::string_view category) {
-  if (category == "hard") return BounceCategory::hard;
-  if (category == "soft") return BounceCategory::soft;
-  if (category == "block") return BounceCategory::block;
-  return BounceCategory::other;
-}
-
-std::string_view to_string(BounceCategory category) {
-  switch (category) {
-    case BounceCategory::hard: return "hard";
-    case BounceCategory::soft: return "soft";
-    case BounceCategory::block: return "block";
-    case BounceCategory::other: break;
-  }
-  return "other";
-}
 
 std::string_view to_string(ThrottleState state) {
   switch (state) {
@@ -186,7 +169,7 @@ SeriesSnapshot Series::snapshot() const {
   s.delivered = delivered_.load(kRelaxed);
   s.deferred = deferred_.load(kRelaxed);
   s.expired = expired_.load(kRelaxed);
-  for (std::size_t i = 0; i < kBounceCategories; ++i) s.bounced[i] = bounced_[i].load(kRelaxed);
+  for (std::size_t i = 0; i < bounce::kFailureCategories; ++i) s.bounced[i] = bounced_[i].load(kRelaxed);
   s.greylisted = greylisted_.load(kRelaxed);
   s.throttled = throttled_.load(kRelaxed);
   s.rate_limit = rate_limit_.load(kRelaxed);

@@ -17,13 +17,14 @@
 // Typical use (delivery engine and shaping):
 //   Series& d = metrics.domain("gmail.com");            // once per destination
 //   metrics.link_provider(d, metrics.provider("gmail"));  // once, when the rule is known
-//   d.add_queued(+1); ... d.count_bounced(BounceCategory::hard);
+//   d.add_queued(+1); ... d.count_bounced(bounce::Category::hard);
 //   metrics.provider("gmail").set_suspended_until(now_s + 600);  // from a throttle rule
 //
 // Threading: every member is safe from any thread. A snapshot reads each value once;
 // it is not atomic across values (figures may be a message apart).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -34,13 +35,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bounce/bounce.h"
+
 namespace kurier::engine {
 
-// Bounce categories of DESIGN.md ("hard", "soft", "block", "other").
-enum class BounceCategory : std::uint8_t { hard, soft, block, other };
-inline constexpr std::size_t kBounceCategories = 4;
-BounceCategory bounce_category(std::string_view category);  // unknown text -> other
-std::string_view to_string(BounceCategory category);
 
 // A destination's throttle state as shown to ops; derived from the series' gauges.
 enum class ThrottleState : std::uint8_t {
@@ -60,7 +58,7 @@ struct SeriesSnapshot {
   std::uint64_t delivered = 0;
   std::uint64_t deferred = 0;
   std::uint64_t expired = 0;
-  std::array<std::uint64_t, kBounceCategories> bounced{};  // indexed by BounceCategory
+  std::array<std::uint64_t, bounce::kFailureCategories> bounced{};  // indexed by bounce::Category
   std::uint64_t greylisted = 0;
   std::uint64_t throttled = 0;
   double rate_limit = 0;            // msg/s now in force; 0 = unlimited
@@ -120,7 +118,11 @@ class Series {
   void count_delivered() { delivered_.fetch_add(1, kRelaxed); }
   void count_deferred() { deferred_.fetch_add(1, kRelaxed); }
   void count_expired() { expired_.fetch_add(1, kRelaxed); }
-  void count_bounced(BounceCategory category) { bounced_[static_cast<std::size_t>(category)].fetch_add(1, kRelaxed); }
+  // `none` (cannot happen for a bounce) counts as other.
+  void count_bounced(bounce::Category category) {
+    const auto i = std::min(static_cast<std::size_t>(category), static_cast<std::size_t>(bounce::Category::other));
+    bounced_[i].fetch_add(1, kRelaxed);
+  }
   // A deferral recognised as greylisting (also counted by count_deferred()).
   void count_greylisted() { greylisted_.fetch_add(1, kRelaxed); }
   // A throttling reply (421, rate wording, provider codes) that triggered a reaction.
@@ -142,7 +144,7 @@ class Series {
   const std::string name_;
   std::atomic<std::int64_t> queued_{0}, in_flight_{0}, connections_{0};
   std::atomic<std::uint64_t> delivered_{0}, deferred_{0}, expired_{0}, greylisted_{0}, throttled_{0};
-  std::array<std::atomic<std::uint64_t>, kBounceCategories> bounced_{};
+  std::array<std::atomic<std::uint64_t>, bounce::kFailureCategories> bounced_{};
   std::atomic<double> rate_limit_{0}, configured_rate_{0};
   std::atomic<std::int64_t> connection_limit_{0}, configured_connections_{0}, suspended_until_{0};
   std::atomic<const Series*> provider_{nullptr};  // domains only; set by link_provider

@@ -101,7 +101,7 @@ HttpResponse json_response(int status, const json& body) {
 
 json series_json(const SeriesSnapshot& s, std::int64_t now_s, const char* name_key) {
   json bounced = json::object();
-  for (std::size_t i = 0; i < kBounceCategories; ++i) bounced[std::string(to_string(static_cast<BounceCategory>(i)))] = s.bounced[i];
+  for (std::size_t i = 0; i < bounce::kFailureCategories; ++i) bounced[std::string(to_string(static_cast<bounce::Category>(i)))] = s.bounced[i];
   json j = {{name_key, s.name},
             {"queued", s.queued},
             {"in_flight", s.in_flight},

@@ -121,13 +121,6 @@ ShapingRules parse_shaping(std::string_view text, const std::string& origin);  /
 // '*' matches any run, '?' one character; ASCII case-insensitive.
 bool host_glob_match(std::string_view pattern, std::string_view host);
 
-// Greylisting: a 450/451 (or another 4xx) with a greylisting enhanced code and wording
-// ("greylist", "graylist", postgrey's "Greylisted, see ...", "try again later",
-// "please retry in N seconds").
-bool is_greylist_reply(int code, std::string_view enhanced, std::string_view text);
-// "retry in 90 seconds", "Greylisted for 5 minutes", "try again in 2 min": the server's
-// own delay, when its text says one.
-std::optional<std::chrono::seconds> greylist_hint(std::string_view text);
 
 // Gauges shown to ops (status, /metrics).
 struct ThrottleSnapshot {

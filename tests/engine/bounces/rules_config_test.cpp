@@ -92,7 +92,7 @@ TEST_F(BounceRulesConfig, ConfigLoadsTheOpsFileAndDeliveryClassifiesWithIt) {
   Classification c = classify_reply(550, "5.1.1", "<bob@x.test>: ACME-Q17 account parked", rules);
   EXPECT_EQ(c.disposition, Disposition::bounced);
   EXPECT_EQ(c.reason, "mailboxfull");
-  EXPECT_EQ(c.category, "soft");
+  EXPECT_EQ(bounce::to_string(c.category), "soft");
   // The built-in rules still answer everything the ops file does not know.
   EXPECT_EQ(classify_reply(550, "5.1.1", "<x@y.test>: Recipient address rejected: User unknown", rules).reason,
             "userunknown");

@@ -22,7 +22,7 @@ TEST_P(ClassifyReply, GivesDispositionCategoryAndReason) {
   const Case& c = GetParam();
   Classification got = classify_reply(c.code, c.enhanced, c.text);
   EXPECT_EQ(got.disposition, c.disposition) << c.code << " " << c.text;
-  EXPECT_EQ(got.category, c.category) << c.code << " " << c.text;
+  EXPECT_EQ(bounce::to_string(got.category), c.category) << c.code << " " << c.text;
   EXPECT_EQ(got.reason, c.reason) << c.code << " " << c.text;
 }
 

@@ -107,6 +107,17 @@ TEST(DecideOutcome, GreylistingWithAHintWaitsThatLongWithoutBackoff) {
   EXPECT_EQ(d.outcome.attempt->classification, "deferred greylisted");
 }
 
+TEST(ReplyInterpreter, RecognisesGreylistingAndItsDelay) {
+  const Classification hinted = classify_reply(450, "4.2.0", "Greylisted, please retry in 90 seconds");
+  EXPECT_TRUE(hinted.greylisted);
+  EXPECT_EQ(hinted.retry_hint, std::chrono::seconds(90));
+  EXPECT_EQ(hinted.category, bounce::Category::soft);
+  const Classification full = classify_reply(452, "4.2.2", "Mailbox full, try again later");
+  EXPECT_FALSE(full.greylisted);
+  EXPECT_FALSE(classify_reply(550, "5.7.1", "Greylisted").greylisted);  // permanent: never greylisting
+  EXPECT_EQ(classify_reply(250, "2.0.0", "Ok").category, bounce::Category::none);
+}
+
 TEST(DecideOutcome, GreylistingWithoutAHintWaitsTheConfiguredDelay) {
   const std::int64_t now = kCreated + 60 * kSecond;
   const Decision d = decide(history(), now, 451, "4.7.1", "Greylisted, see http://postgrey.schweikert.ch/");
@@ -159,7 +170,7 @@ TEST(DecideOutcome, ExpiresAtMaxAgeAndNeverSchedulesPastIt) {
 TEST(SiteFailure, NxdomainBouncesHostunknown) {
   const SiteFailure f = dns_site_failure(dns::Status::nxdomain, "no such domain");
   EXPECT_EQ(f.classification.disposition, Disposition::bounced);
-  EXPECT_EQ(f.classification.category, "hard");
+  EXPECT_EQ(f.classification.category, bounce::Category::hard);
   EXPECT_EQ(f.classification.reason, "hostunknown");
   EXPECT_EQ(f.attempt.enhanced, "5.1.2");
   EXPECT_EQ(f.attempt.text, std::string("DNS: ") + dns::to_string(dns::Status::nxdomain) + ": no such domain");
@@ -176,7 +187,7 @@ TEST(SiteFailure, NullMxBouncesNotaccept) {
 TEST(SiteFailure, ServfailDefersAsNetworkError) {
   const SiteFailure f = dns_site_failure(dns::Status::temporary, "SERVFAIL");
   EXPECT_EQ(f.classification.disposition, Disposition::deferred);
-  EXPECT_EQ(f.classification.category, "soft");
+  EXPECT_EQ(f.classification.category, bounce::Category::soft);
   EXPECT_EQ(f.classification.reason, "networkerror");
   EXPECT_EQ(f.attempt.enhanced, "4.4.3");
   // Applied to a recipient it is an ordinary deferral on the retry schedule.
@@ -214,7 +225,7 @@ TEST(SiteFailure, APermanentGreetingIsDeferredNeverHard) {
   const SiteFailure f = connect_site_failure({refused(smtp::Phase::greeting, 554, "5.1.1", "No such user here")},
                                              "opportunistic", bounce::Rules::builtin());
   EXPECT_EQ(f.classification.disposition, Disposition::deferred);
-  EXPECT_EQ(f.classification.category, "soft");
+  EXPECT_EQ(f.classification.category, bounce::Category::soft);
   EXPECT_EQ(f.attempt.code, 554);
   EXPECT_EQ(f.attempt.text, "greeting: No such user here");
 }

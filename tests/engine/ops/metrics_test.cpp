@@ -45,7 +45,7 @@ TEST(Metrics, ProviderTrafficIsTheSumOfItsLinkedDomains) {
   metrics.link_provider(gmail, google);
   metrics.link_provider(workspace, google);
   gmail.count_delivered();
-  gmail.count_bounced(BounceCategory::hard);
+  gmail.count_bounced(bounce::Category::hard);
   workspace.count_delivered();
   workspace.connection_opened();
   other.count_delivered();
@@ -57,7 +57,7 @@ TEST(Metrics, ProviderTrafficIsTheSumOfItsLinkedDomains) {
   const auto* p = find(snap.providers, "google");
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->delivered, 2u);
-  EXPECT_EQ(p->bounced[static_cast<std::size_t>(BounceCategory::hard)], 1u);
+  EXPECT_EQ(p->bounced[static_cast<std::size_t>(bounce::Category::hard)], 1u);
   EXPECT_EQ(p->connections, 1);
   EXPECT_EQ(p->throttle_state(snap.taken_ms / 1000), ThrottleState::slowed);
   EXPECT_EQ(find(snap.domains, "gmail.com")->provider, "google");
@@ -99,7 +99,7 @@ TEST(Metrics, PrometheusExpositionHasHelpTypeAndEscapedLabels) {
   Series& d = metrics.domain("we\"ird\\.test");
   d.count_delivered();
   d.count_delivered();
-  d.count_bounced(BounceCategory::block);
+  d.count_bounced(bounce::Category::block);
   metrics.global().messages_attempted += 3;
   const std::string text = to_prometheus(metrics.snapshot());
   EXPECT_NE(text.find("# HELP kurier_domain_delivered_total "), std::string::npos);

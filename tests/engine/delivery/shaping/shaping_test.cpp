@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/core/input_error.h"
+#include "engine/delivery/classify.h"
 #include "engine/delivery/shaping/shaping.h"
 #include "tests/common/process.h"
 
