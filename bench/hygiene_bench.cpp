@@ -22,7 +22,7 @@
 
 #include "bench/bench_util.h"
 #include "engine/intake/hygiene/hygiene.h"
-#include "engine/cli/text_format.h"
+#include "engine/core/text_format.h"
 
 namespace {
 

@@ -69,8 +69,35 @@ constexpr std::size_t kDeletionTrigger = 32 * 1024;
 const std::string kScheduleEnd(1, static_cast<char>(codec::kSchedulePrefix + 1));  // above every schedule key
 const std::string kLockHint = "lock held by another process (is kurier serve running?)";
 
+bool is_lock_error(const rocksdb::Status& s) {
+  // RocksDB's LockFile() reports a held lock as a plain IOError (no subcode; errno
+  // EAGAIN, or ENOLCK within this process), so its text is all there is: RocksDB 7.8
+  // says "While lock file: <path>/LOCK: Resource temporarily unavailable" when another
+  // process holds the lock, and "lock hold by current process, ..." for
+  // a second open within this process. Failing to create or open the LOCK file
+  // ("While open a file for lock") is a different problem and keeps its own text.
+  if (!s.IsIOError()) return false;
+  auto text = s.ToString();
+  return text.find("While lock file") != std::string::npos ||
+         text.find("lock hold by current process") != std::string::npos;
+}
+
+// The StoreError kind of a failed rocksdb::Status: the one place that reads Status codes.
+StoreError::Kind kind_of(const rocksdb::Status& s) {
+  if (s.IsNoSpace()) return StoreError::Kind::no_space;
+  if (s.IsCorruption()) return StoreError::Kind::corruption;
+  if (is_lock_error(s)) return StoreError::Kind::lock_held;
+  if (s.IsIOError() || s.IsPathNotFound()) return StoreError::Kind::io;
+  return StoreError::Kind::other;
+}
+
+// The kind of a failed system call (our own file operations beside RocksDB's).
+StoreError::Kind kind_of_errno(int error) {
+  return error == ENOSPC || error == EDQUOT ? StoreError::Kind::no_space : StoreError::Kind::io;
+}
+
 [[noreturn]] void fail(const std::string& what, const rocksdb::Status& s) {
-  throw StoreError("queue: " + what + ": " + s.ToString());
+  throw StoreError("queue: " + what + ": " + s.ToString(), kind_of(s));
 }
 
 void check(const rocksdb::Status& s, const char* what) {
@@ -78,7 +105,8 @@ void check(const rocksdb::Status& s, const char* what) {
 }
 
 [[noreturn]] void corrupt(std::string_view what, std::string_view key) {
-  throw StoreError("queue: corrupt " + std::string(what) + " record (key " + text::to_hex(key) + ")");
+  throw StoreError("queue: corrupt " + std::string(what) + " record (key " + text::to_hex(key) + ")",
+                   StoreError::Kind::corruption);
 }
 
 std::string_view view(const rocksdb::Slice& s) { return s.ToStringView(); }
@@ -96,16 +124,6 @@ std::string prefix_end(std::string prefix) {
   return prefix;
 }
 
-bool is_lock_error(const rocksdb::Status& s) {
-  // RocksDB 7.8 says "While lock file: <path>/LOCK: Resource temporarily unavailable"
-  // when another process holds the lock, and "lock hold by current process, ..." for
-  // a second open within this process. Failing to create or open the LOCK file
-  // ("While open a file for lock") is a different problem and keeps its own text.
-  if (!s.IsIOError()) return false;
-  auto text = s.ToString();
-  return text.find("While lock file") != std::string::npos ||
-         text.find("lock hold by current process") != std::string::npos;
-}
 
 rocksdb::CompressionType pick(const std::vector<rocksdb::CompressionType>& supported,
                               std::initializer_list<rocksdb::CompressionType> wanted) {
@@ -126,13 +144,17 @@ constexpr std::size_t kOpenReserveBytes = 1u << 20;
 void check_writable(const std::string& dir) {
   const std::string probe = dir + "/.kurier-space-probe";
   int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw StoreError("queue " + dir + ": cannot write: " + std::strerror(errno));
+  if (fd < 0) {
+    const int error = errno;
+    throw StoreError("queue " + dir + ": cannot write: " + std::strerror(error), kind_of_errno(error));
+  }
   const int error = ::posix_fallocate(fd, 0, static_cast<off_t>(kOpenReserveBytes));
   ::close(fd);
   ::unlink(probe.c_str());
   if (error != 0)
     throw StoreError("queue " + dir + ": cannot write " + std::to_string(kOpenReserveBytes >> 10) +
-                     " KB: " + std::strerror(error));
+                     " KB: " + std::strerror(error),
+                     kind_of_errno(error));
 }
 
 // RocksDB's info log lines as spdlog lines (any thread; spdlog is thread-safe).
@@ -355,6 +377,7 @@ class RocksStore final : public Store {
   std::atomic<bool> write_failed_{false};
   std::mutex write_failure_mutex_;  // guards write_failure_; never held across I/O
   std::string write_failure_;
+  StoreError::Kind write_failure_kind_ = StoreError::Kind::other;
 
   std::mutex mutex_;
   CampaignId next_id_ = 1;
@@ -478,13 +501,15 @@ void RocksCampaignWriter::abort() {
 RocksStore::RocksStore(std::string path) : path_(std::move(path)) {
   std::error_code ec;
   std::filesystem::create_directories(path_, ec);
-  if (ec) throw StoreError("queue: cannot create " + path_ + ": " + ec.message());
+  if (ec) throw StoreError("queue: cannot create " + path_ + ": " + ec.message(), kind_of_errno(ec.value()));
   check_writable(path_);
 
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(make_options(), path_, &raw);
   if (!s.ok()) {
-    if (is_lock_error(s)) throw StoreError("queue: cannot open " + path_ + ": " + kLockHint + " [" + s.ToString() + "]");
+    if (is_lock_error(s))
+      throw StoreError("queue: cannot open " + path_ + ": " + kLockHint + " [" + s.ToString() + "]",
+                       StoreError::Kind::lock_held);
     fail("cannot open " + path_, s);
   }
   db_.reset(raw);
@@ -512,14 +537,17 @@ void RocksStore::write(rocksdb::WriteBatch& batch, bool sync, const char* what) 
   w.sync = sync;
   if (write_failed_.load()) {
     std::lock_guard lock(write_failure_mutex_);
-    throw StoreError(write_failure_);  // the cause, not a symptom of it
+    throw StoreError(write_failure_, write_failure_kind_);  // the cause, not a symptom of it
   }
   auto s = db_->Write(w, &batch);  // concurrent writers: RocksDB groups them
   if (s.ok()) return;
   std::lock_guard lock(write_failure_mutex_);
-  if (write_failure_.empty()) write_failure_ = "queue " + path_ + ": " + what + ": " + s.ToString();
+  if (write_failure_.empty()) {
+    write_failure_ = "queue " + path_ + ": " + what + ": " + s.ToString();
+    write_failure_kind_ = kind_of(s);
+  }
   write_failed_ = true;
-  throw StoreError("queue " + path_ + ": " + what + ": " + s.ToString());
+  throw StoreError("queue " + path_ + ": " + what + ": " + s.ToString(), kind_of(s));
 }
 
 std::unique_ptr<rocksdb::Iterator> RocksStore::iterator(const rocksdb::ReadOptions& options) {

@@ -32,9 +32,29 @@
 
 namespace kurier::queue {
 
+// A failed store operation, with a kind a caller can branch on (after RocksDB's
+// Status::IsNoSpace() and friends) instead of searching the message. The kind is set
+// where the store meets RocksDB and the file system; the message names the queue and
+// the cause for people.
 class StoreError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  enum class Kind {
+    lock_held,   // another process (or another open in this one) holds the queue
+    no_space,    // the disk or quota is full (ENOSPC)
+    corruption,  // a record or file that does not decode
+    io,          // any other I/O error: read-only file system, EIO, permissions
+    other,       // a misuse or a limit: duplicate campaign name, unknown format
+  };
+  explicit StoreError(const std::string& what, Kind kind = Kind::other) : std::runtime_error(what), kind_(kind) {}
+
+  Kind kind() const noexcept { return kind_; }
+  bool is_lock_held() const noexcept { return kind_ == Kind::lock_held; }
+  bool is_no_space() const noexcept { return kind_ == Kind::no_space; }
+  bool is_corruption() const noexcept { return kind_ == Kind::corruption; }
+  bool is_io_error() const noexcept { return kind_ == Kind::io; }
+
+ private:
+  Kind kind_;
 };
 
 enum class State : std::uint8_t {
@@ -272,8 +292,8 @@ class Store {
   virtual std::uint64_t disk_bytes() = 0;
 };
 
-// Opens (creating if needed) the RocksDB store at `path`. Throws StoreError, e.g. when
-// another process holds the lock.
+// Opens (creating if needed) the RocksDB store at `path`. Throws StoreError, e.g. one
+// with is_lock_held() when another process holds the queue.
 std::unique_ptr<Store> open_rocksdb_store(const std::string& path);
 
 }  // namespace kurier::queue

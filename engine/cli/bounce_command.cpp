@@ -2,13 +2,18 @@
 // so bad input gives exit 2 and no partial output. Main thread.
 #include "engine/cli/bounce_command.h"
 
+#include <iostream>
+
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 
 #include "bounce/bounce.h"
 #include "engine/core/input_error.h"
 #include "engine/bounces/mail_files.h"
 #include "engine/core/verp.h"
+#include "engine/cli/cli_support.h"
+#include "engine/cli/commands.h"
 
 namespace kurier::engine {
 namespace {
@@ -89,6 +94,25 @@ int bounce_classify_command(const BounceClassifyOptions& options, std::ostream& 
   }
   out.flush();
   return 0;
+}
+
+CliCommand add_bounce_command(CLI::App& app) {
+  auto* bounce = app.add_subcommand("bounce", "inbound bounces, complaints and auto-replies");
+  bounce->require_subcommand(1);
+  struct State {
+    BounceClassifyOptions options;
+    std::string config;
+  };
+  auto state = std::make_shared<State>();
+  auto* classify = bounce->add_subcommand("classify", "one JSON line per bounced recipient (or per message) of each FILE");
+  classify->add_option("files", state->options.files, "message files (.eml)")->required();
+  add_config_option(*classify, state->config, "kurier.toml ([verp] secret, [bounce] rules)");
+  const CliCommand classify_command{classify, [state] {
+                                      state->options.config = optional_path(state->config);
+                                      return bounce_classify_command(state->options, std::cout);
+                                    }};
+  std::vector<CliCommand> commands = {classify_command, add_bounce_ingest_command(*bounce)};
+  return {bounce, [commands] { return run_chosen(commands); }};
 }
 
 }  // namespace kurier::engine

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <CLI/CLI.hpp>
 
 #include "common/log.h"
 #include "common/text.h"
@@ -20,6 +21,8 @@
 #include "engine/intake/hygiene/hygiene_dns.h"
 #include "engine/core/input_error.h"
 #include "queue/store.h"
+#include "engine/cli/cli_support.h"
+#include "engine/cli/commands.h"
 
 namespace kurier::engine {
 namespace {
@@ -68,7 +71,7 @@ void for_each_address_in_file(const fs::path& path, const AddressFn& fn) {
 std::unique_ptr<queue::Store> open_suppression_store(const Config& config) {
   if (!fs::exists(config.queue_path)) return nullptr;
   try {
-    return queue::open_rocksdb_store(config.queue_path.string());
+    return open_queue(config);
   } catch (const queue::StoreError& e) {
     fmt::print(stderr, "kurier: note: suppression list not checked: the queue {} cannot be opened now "
                "(a running kurier holds it?): {}\n", config.queue_path.string(), e.what());
@@ -136,6 +139,27 @@ int check_command(const CheckOptions& options) {
     else fmt::print(" (no DNS checks)\n");
   }
   return 0;
+}
+
+CliCommand add_check_command(CLI::App& app) {
+  struct State {
+    CheckOptions options;
+    std::string config, file;
+    bool no_dns = false;
+  };
+  auto state = std::make_shared<State>();
+  auto* cmd = app.add_subcommand("check", "list-hygiene verdicts for addresses (nothing is queued)");
+  cmd->add_option("addresses", state->options.addresses, "addresses to judge");
+  cmd->add_option("--file", state->file, "one address a line, or a CSV file with an \"email\" column");
+  cmd->add_flag("--json", state->options.json, "one JSON object a line");
+  cmd->add_flag("--no-dns", state->no_dns, "no DNS lookups (no no_mail_host verdicts)");
+  add_config_option(*cmd, state->config);
+  return {cmd, [state] {
+            state->options.config = optional_path(state->config);
+            state->options.file = optional_path(state->file);
+            state->options.dns = !state->no_dns;
+            return check_command(state->options);
+          }};
 }
 
 }  // namespace kurier::engine

@@ -5,10 +5,13 @@
 #include <iostream>
 #include <stdexcept>
 #include <vector>
+#include <CLI/CLI.hpp>
 
 #include "dkim/signer.h"
 #include "dns/txt_lookup.h"
 #include "engine/core/config.h"
+#include "engine/cli/cli_support.h"
+#include "engine/cli/commands.h"
 
 namespace kurier::engine {
 
@@ -114,6 +117,54 @@ int dkim_check_command(const DkimCheckOptions& options) {
             << "\n  expected:  " << expected << "\npublish:\n"
             << publish << "\n";
   return kExitMismatch;
+}
+
+namespace {
+
+CliCommand add_keygen_command(CLI::App& dkim) {
+  struct State {
+    DkimKeygenOptions options;
+    std::string out;
+  };
+  auto state = std::make_shared<State>();
+  auto* cmd = dkim.add_subcommand("keygen", "write a private key (mode 0600) and print the DNS TXT record");
+  cmd->add_option("--domain", state->options.domain, "signing domain (d=)")->required();
+  cmd->add_option("--selector", state->options.selector, "selector (s=)")->required();
+  cmd->add_option("--algorithm", state->options.algorithm, "rsa (2048 bits, default) or ed25519");
+  cmd->add_option("--out", state->out, "private key file (default: SELECTOR.private)");
+  return {cmd, [state] {
+            state->options.out = optional_path(state->out);
+            return dkim_keygen_command(state->options);
+          }};
+}
+
+CliCommand add_check_key_command(CLI::App& dkim) {
+  struct State {
+    DkimCheckOptions options;
+    std::string dns, config;
+  };
+  auto state = std::make_shared<State>();
+  auto* cmd = dkim.add_subcommand(
+      "check", "compare the published TXT record with a key: exit 0 match, 1 mismatch, 2 missing");
+  cmd->add_option("--domain", state->options.domain, "signing domain (d=)")->required();
+  cmd->add_option("--selector", state->options.selector, "selector (s=)")->required();
+  cmd->add_option("--key", state->options.key, "private key file")->required();
+  cmd->add_option("--dns", state->dns, "DNS server host:port (default: [dns] servers, else the system's)");
+  add_config_option(*cmd, state->config);
+  return {cmd, [state] {
+            if (!state->dns.empty()) state->options.dns = state->dns;
+            state->options.config = optional_path(state->config);
+            return dkim_check_command(state->options);
+          }};
+}
+
+}  // namespace
+
+CliCommand add_dkim_command(CLI::App& app) {
+  auto* dkim = app.add_subcommand("dkim", "DKIM keys: keygen, check");
+  dkim->require_subcommand(1);
+  std::vector<CliCommand> commands = {add_keygen_command(*dkim), add_check_key_command(*dkim)};
+  return {dkim, [commands] { return run_chosen(commands); }};
 }
 
 }  // namespace kurier::engine

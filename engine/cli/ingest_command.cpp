@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <CLI/CLI.hpp>
 
 #include "bounce/bounce.h"
 #include "common/log.h"
@@ -15,25 +16,12 @@
 #include "engine/delivery/delivery.h"
 #include "engine/bounces/mail_files.h"
 #include "queue/store.h"
+#include "engine/cli/cli_support.h"
+#include "engine/cli/commands.h"
 
 namespace kurier::engine {
 
 namespace {
-
-// The RocksDB store admits one process. Say what to do rather than quote RocksDB.
-std::unique_ptr<queue::Store> open_queue_for_bounces(const Config& config) {
-  std::filesystem::create_directories(config.queue_path);
-  try {
-    return queue::open_rocksdb_store(config.queue_path.string());
-  } catch (const queue::StoreError& e) {
-    const std::string what = e.what();
-    if (what.find("lock") == std::string::npos) throw;
-    throw queue::StoreError("the queue " + config.queue_path.string() +
-                            " is in use by another kurier process (is `kurier serve` running?). Stop it first, or "
-                            "deliver the bounces to its listener ([bounce] listen = \"" + config.bounce_listen +
-                            "\"). [" + what + "]");
-  }
-}
 
 std::string join_counts(const std::map<std::string, std::uint64_t>& counts) {
   std::string out;
@@ -47,7 +35,7 @@ int bounce_ingest_command(const IngestOptions& options) {
   Config config = load_config(options.config);
   log::set_level(config.log_level);
   for (const auto& path : options.paths) check_mail_path(path);
-  auto store = open_queue_for_bounces(config);
+  auto store = open_queue(config);
   BounceApplier applier(*store, config);
   const auto& rules = bounce_rules_or_builtin(config);  // [bounce] rules, else built-in
   ApplyStats stats;
@@ -72,6 +60,22 @@ int bounce_ingest_command(const IngestOptions& options) {
   fmt::print("  events:     {}\n", join_counts(stats.by_event));
   fmt::print("  suppressed: {} addresses added to the suppression list\n", stats.suppressed);
   return 0;
+}
+
+CliCommand add_bounce_ingest_command(CLI::App& bounce) {
+  struct State {
+    IngestOptions options;
+    std::string config;
+  };
+  auto state = std::make_shared<State>();
+  auto* cmd = bounce.add_subcommand("ingest", "parse .eml files, mbox files or Maildirs and apply them to the queue");
+  cmd->add_option("paths", state->options.paths, ".eml file, mbox file or Maildir")->required();
+  cmd->add_flag("--json", state->options.json, "the summary as JSON");
+  add_config_option(*cmd, state->config);
+  return {cmd, [state] {
+            state->options.config = optional_path(state->config);
+            return bounce_ingest_command(state->options);
+          }};
 }
 
 }  // namespace kurier::engine

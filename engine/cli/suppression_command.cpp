@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <CLI/CLI.hpp>
 
 #include "common/log.h"
 #include "common/text.h"
@@ -17,8 +18,10 @@
 #include "engine/intake/csv.h"
 #include "engine/delivery/delivery.h"
 #include "engine/core/input_error.h"
-#include "engine/cli/text_format.h"
+#include "engine/core/text_format.h"
 #include "queue/store.h"
+#include "engine/cli/cli_support.h"
+#include "engine/cli/commands.h"
 
 namespace kurier::engine {
 namespace {
@@ -28,11 +31,6 @@ std::string trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return std::string(s);
-}
-
-std::unique_ptr<queue::Store> open_store(const Config& config) {
-  std::filesystem::create_directories(config.queue_path);
-  return queue::open_rocksdb_store(config.queue_path.string());
 }
 
 int import_csv(queue::Store& store, const std::filesystem::path& file) {
@@ -132,10 +130,10 @@ int suppress_command(const SuppressOptions& options) {
   if (options.action == "import") {
     // Read problems show before the queue is touched.
     if (!std::ifstream(options.file)) throw InputError(options.file.string(), 0, "", "cannot read file");
-    auto store = open_store(config);
+    auto store = open_queue(config);
     return import_csv(*store, options.file);
   }
-  auto store = open_store(config);
+  auto store = open_queue(config);
   if (options.action == "export" || options.action == "list") {
     const bool csv = options.action == "export" && options.format == "csv";
     if (options.action == "export" && options.format != "csv" && options.format != "json")
@@ -174,6 +172,34 @@ int suppress_command(const SuppressOptions& options) {
     return 0;
   }
   throw InputError("suppress", 0, "", "unknown action '" + options.action + "'");
+}
+
+CliCommand add_suppress_command(CLI::App& app) {
+  struct State {
+    SuppressOptions options;
+    std::string config;
+  };
+  auto state = std::make_shared<State>();
+  auto* suppress = app.add_subcommand("suppress", "the suppression list: import, export, list, add, remove");
+  suppress->require_subcommand(1);
+  auto* import = suppress->add_subcommand("import", "add the addresses of a CSV file (address,reason,time)");
+  import->add_option("file", state->options.file, "CSV with a header row and an address (or email) column")->required();
+  auto* export_ = suppress->add_subcommand("export", "print the list as CSV (address,reason,time)");
+  export_->add_option("--format", state->options.format, "csv or json")->check(CLI::IsMember({"csv", "json"}));
+  auto* list = suppress->add_subcommand("list", "print the list as a table");
+  auto* add = suppress->add_subcommand("add", "suppress one address");
+  add->add_option("address", state->options.address, "address")->required();
+  add->add_option("--reason", state->options.reason, "reason (default: manual)");
+  auto* remove = suppress->add_subcommand("remove", "take one address off the list");
+  remove->add_option("address", state->options.address, "address")->required();
+  const std::vector<CLI::App*> actions = {import, export_, list, add, remove};
+  for (auto* action : actions) add_config_option(*action, state->config);
+  return {suppress, [state, actions] {
+            state->options.config = optional_path(state->config);
+            for (auto* action : actions)
+              if (*action) state->options.action = action->get_name();
+            return suppress_command(state->options);
+          }};
 }
 
 }  // namespace kurier::engine

@@ -1,4 +1,5 @@
-#include "engine/cli/text_format.h"
+// ISO 8601 times and CSV fields for output (see text_format.h). Pure; any thread.
+#include "engine/core/text_format.h"
 
 #include <ctime>
 

@@ -1,4 +1,5 @@
-// Small formatting helpers shared by the CLI commands' text, CSV and JSON output.
+// Small formatting helpers for the text, CSV and JSON that people read: the CLI
+// commands' output and the ops API. Pure functions; any thread; they do not fail.
 #pragma once
 
 #include <cstdint>

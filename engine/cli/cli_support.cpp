@@ -1,0 +1,40 @@
+// The CLI commands' shared helpers (see cli_support.h). Main thread; open_queue
+// rethrows the store's StoreError, with a message of its own for a held lock.
+#include "engine/cli/cli_support.h"
+
+#include <CLI/CLI.hpp>
+
+namespace kurier::engine {
+
+CLI::Option* add_config_option(CLI::App& command, std::string& config, const std::string& help) {
+  return command.add_option("--config", config, help);
+}
+
+std::optional<std::filesystem::path> optional_path(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  return std::filesystem::path(text);
+}
+
+// RocksDB admits one process per queue; say what to do rather than only quote RocksDB.
+std::unique_ptr<queue::Store> open_queue(const Config& config) {
+  std::filesystem::create_directories(config.queue_path);
+  try {
+    return queue::open_rocksdb_store(config.queue_path.string());
+  } catch (const queue::StoreError& e) {
+    if (!e.is_lock_held()) throw;
+    throw queue::StoreError("the queue " + config.queue_path.string() +
+                                " is in use by another kurier process (is `kurier serve` running?). Stop it first, "
+                                "or hand the work to it: `kurier submit` for campaigns, `kurier status` for counts, "
+                                "its bounce listener for bounces ([bounce] listen = \"" + config.bounce_listen +
+                                "\"). [" + e.what() + "]",
+                            queue::StoreError::Kind::lock_held);
+  }
+}
+
+int run_chosen(const std::vector<CliCommand>& commands) {
+  for (const auto& command : commands)
+    if (*command.app) return command.run();
+  return 0;
+}
+
+}  // namespace kurier::engine

@@ -1,0 +1,73 @@
+// The refresher behind the daemon's campaign counts (see campaign_counts.h). Its own
+// thread scans the store; HTTP handler threads read the last result under the mutex.
+// A failed scan is logged (event=status_refresh_failed) and tried again next period.
+#include "engine/ops/campaign_counts.h"
+
+#include "common/log.h"
+#include "engine/core/text_format.h"
+
+namespace kurier::engine {
+
+CampaignCounts::CampaignCounts(queue::Store& store, Delivery& delivery) : store_(store), delivery_(delivery) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+CampaignCounts::~CampaignCounts() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+nlohmann::json CampaignCounts::to_json() {
+  std::lock_guard lock(mutex_);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [id, row] : rows_) {
+    const auto& c = row.counts;
+    out.push_back({{"campaign", row.campaign.name},
+                   {"created", iso_time(row.campaign.created_ms, false)},
+                   {"total", c.total()},
+                   {"queued", c.queued},
+                   {"delivered", c.delivered},
+                   {"deferred", c.deferred},
+                   {"bounced", c.bounced},
+                   {"expired", c.expired},
+                   {"suppressed", c.suppressed},
+                   {"in_flight", delivery_.in_flight(id)},
+                   {"done", c.pending() == 0}});
+  }
+  return out;
+}
+
+void CampaignCounts::loop() {
+  auto log = kurier::log::get("serve");
+  std::unique_lock lock(mutex_);
+  while (!stop_) {
+    lock.unlock();
+    try {
+      refresh();
+    } catch (const std::exception& e) {
+      log->error("event=status_refresh_failed error=\"{}\"", e.what());
+    }
+    lock.lock();
+    cv_.wait_for(lock, kCountsRefresh);
+  }
+}
+
+void CampaignCounts::refresh() {
+  for (auto& campaign : store_.campaigns()) {
+    {
+      std::lock_guard lock(mutex_);
+      auto it = rows_.find(campaign.id);
+      // A campaign with nothing pending does not change any more (late events aside).
+      if (it != rows_.end() && it->second.counts.pending() == 0) continue;
+    }
+    auto counts = store_.counts(campaign.id);
+    std::lock_guard lock(mutex_);
+    rows_[campaign.id] = Row{std::move(campaign), counts};
+  }
+}
+
+}  // namespace kurier::engine
