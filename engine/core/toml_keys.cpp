@@ -29,10 +29,10 @@ std::string qualified(const TomlPlace& place, std::string_view key) {
   return place.path.empty() ? std::string(key) : place.path + "." + std::string(key);
 }
 
-// "[queue]", "[[dkim.key]]", "the top level".
-std::string shown(const TomlPlace& place) {
-  if (place.path.empty()) return "the top level";
-  return place.array_item ? "[[" + place.path + "]]" : "[" + place.path + "]";
+// "in [queue]", "in [[dkim.key]]", "at the top level".
+std::string where(const TomlPlace& place) {
+  if (place.path.empty()) return "at the top level";
+  return place.array_item ? "in [[" + place.path + "]]" : "in [" + place.path + "]";
 }
 
 // How a known name is written in a message: sections in brackets.
@@ -44,7 +44,7 @@ std::string spelled(const TomlPlace& place, std::string_view name, bool section)
                           const toml::node& value, const std::vector<std::string_view>& known) {
   const bool section = value.is_table() || value.is_array_of_tables();
   std::string message = section ? "unknown section " + spelled(place, key, true)
-                                : "unknown key '" + std::string(key) + "' in " + shown(place);
+                                : "unknown key '" + std::string(key) + "' " + where(place);
   if (const std::string near = nearest_name(key, known); !near.empty()) {
     message += "; did you mean " + spelled(place, near, section) + "?";
   } else if (known.empty()) {
