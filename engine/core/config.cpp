@@ -1,6 +1,7 @@
-// Loads kurier.toml with toml++ (shaping.toml: engine/delivery/shaping/shaping.cpp).
-// Runs once at start-up on the main thread; every problem is an InputError with
-// file, line and key, so the CLI exits 2 with a message a user can act on.
+// Loads kurier.toml with toml++, one reader per section (shaping.toml is read by
+// engine/delivery/shaping/shaping_file.cpp). Runs once at start-up on the main thread;
+// every problem, unknown sections and keys included, is an InputError with file, line
+// and key, so the CLI exits 2 with a message a user can act on.
 #include "engine/core/config.h"
 
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "common/text.h"
 #include "engine/intake/hygiene/hygiene_config.h"
 #include "engine/core/input_error.h"
+#include "engine/core/toml_keys.h"
 #include "engine/delivery/tls_policy.h"
 
 namespace kurier::engine {
@@ -20,7 +22,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::size_t line_of(const toml::node& node) { return node.source().begin.line; }
+// The kurier.toml being read: its name for errors, its folder for relative paths.
+struct ConfigFile {
+  std::string file;
+  fs::path base;
+  fs::path resolve(const std::string& p) const { return fs::path(p).is_absolute() ? fs::path(p) : base / p; }
+};
 
 template <typename T>
 std::optional<T> get(const toml::table& table, std::string_view key, const std::string& file,
@@ -39,6 +46,30 @@ std::chrono::milliseconds get_ms(const toml::table& table, std::string_view key,
   return std::chrono::milliseconds(*v);
 }
 
+// A TCP port: 1..65535.
+std::optional<std::uint16_t> get_port(const toml::table& table, const std::string& file, const std::string& qualified) {
+  auto v = get<std::int64_t>(table, "port", file, qualified);
+  if (!v) return std::nullopt;
+  if (*v < 1 || *v > 65535) throw InputError(file, line_of(*table.get("port")), qualified, "must be 1..65535");
+  return static_cast<std::uint16_t>(*v);
+}
+
+// A list of non-empty strings; `what` says what they are in the error.
+std::vector<std::string> get_strings(const toml::table& table, std::string_view key, const std::string& file,
+                                     const std::string& qualified, const std::string& what) {
+  std::vector<std::string> out;
+  const toml::node* node = table.get(key);
+  if (!node) return out;
+  const toml::array* array = node->as_array();
+  if (!array) throw InputError(file, line_of(*node), qualified, what);
+  for (const auto& item : *array) {
+    auto text = item.value<std::string>();
+    if (!text || text->empty()) throw InputError(file, line_of(item), qualified, what);
+    out.push_back(*text);
+  }
+  return out;
+}
+
 std::string host_name() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
@@ -51,6 +82,164 @@ toml::table parse_toml(const fs::path& path) {
   } catch (const toml::parse_error& e) {
     throw InputError(path.string(), e.source().begin.line, "", std::string(e.description()));
   }
+}
+
+// The section `name` of the file, or null when absent; anything but a table is an error.
+const toml::table* section(const toml::table& root, std::string_view name, const ConfigFile& in) {
+  const toml::node* node = root.get(name);
+  if (!node) return nullptr;
+  if (const toml::table* table = node->as_table()) return table;
+  throw InputError(in.file, line_of(*node), std::string(name), "must be a table ([" + std::string(name) + "])");
+}
+
+// --- one reader per section, in file-independent order -----------------------
+
+void read_queue(const toml::table& q, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(q, {"path"}, {in.file, "queue"});
+  if (auto v = get<std::string>(q, "path", in.file, "queue.path")) config.queue_path = in.resolve(*v);
+}
+
+void read_dns(const toml::table& d, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(d, {"servers", "timeout_ms"}, {in.file, "dns"});
+  for (auto& server : get_strings(d, "servers", in.file, "dns.servers", "must be a list of \"host:port\""))
+    config.dns_servers.push_back(std::move(server));
+  config.dns_timeout = get_ms(d, "timeout_ms", in.file, "dns.timeout_ms", config.dns_timeout);
+}
+
+void read_smtp_timeouts(const toml::table& t, const ConfigFile& in, smtp::Timeouts& to) {
+  static const std::vector<std::pair<std::string_view, std::chrono::milliseconds smtp::Timeouts::*>> kFields = {
+      {"connect_ms", &smtp::Timeouts::connect},     {"greeting_ms", &smtp::Timeouts::greeting},
+      {"ehlo_ms", &smtp::Timeouts::ehlo},           {"starttls_ms", &smtp::Timeouts::starttls},
+      {"mail_ms", &smtp::Timeouts::mail},           {"rcpt_ms", &smtp::Timeouts::rcpt},
+      {"data_init_ms", &smtp::Timeouts::data_init}, {"data_block_ms", &smtp::Timeouts::data_block},
+      {"data_term_ms", &smtp::Timeouts::data_term}, {"rset_ms", &smtp::Timeouts::rset},
+      {"quit_ms", &smtp::Timeouts::quit}};
+  std::vector<std::string_view> known;
+  for (const auto& field : kFields) known.push_back(field.first);
+  reject_unknown_keys(t, known, {in.file, "smtp.timeouts"});
+  for (const auto& [key, member] : kFields)
+    to.*member = get_ms(t, key, in.file, "smtp.timeouts." + std::string(key), to.*member);
+}
+
+void read_smtp(const toml::table& s, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(s, {"helo", "port", "tls", "timeouts"}, {in.file, "smtp"});
+  if (auto v = get<std::string>(s, "helo", in.file, "smtp.helo")) config.helo = *v;
+  if (auto port = get_port(s, in.file, "smtp.port")) config.smtp_port = *port;
+  if (auto v = get<std::string>(s, "tls", in.file, "smtp.tls")) {
+    // "disabled": an alias kept for configurations written before "none".
+    auto policy = *v == "disabled" ? smtp::TlsPolicy::disabled : tls_policy_from_string(*v);
+    if (!policy) throw InputError(in.file, line_of(*s.get("tls")), "smtp.tls", "must be opportunistic, required or none");
+    config.tls = *policy;
+  }
+  if (const toml::table* t = section(s, "timeouts", in)) read_smtp_timeouts(*t, in, config.timeouts);
+}
+
+void read_mta_sts(const toml::table& m, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(m, {"enabled", "port", "ca_file", "timeout_ms"}, {in.file, "mta_sts"});
+  auto& o = config.mta_sts;
+  if (auto v = get<bool>(m, "enabled", in.file, "mta_sts.enabled")) o.enabled = *v;
+  if (auto port = get_port(m, in.file, "mta_sts.port")) o.port = *port;
+  if (auto v = get<std::string>(m, "ca_file", in.file, "mta_sts.ca_file")) {
+    o.ca_file = in.resolve(*v).string();
+    if (!fs::exists(o.ca_file))
+      throw InputError(in.file, line_of(*m.get("ca_file")), "mta_sts.ca_file", "file not found: " + o.ca_file);
+  }
+  o.timeout = get_ms(m, "timeout_ms", in.file, "mta_sts.timeout_ms", o.timeout);
+}
+
+void read_verp(const toml::table& v, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(v, {"secret"}, {in.file, "verp"});
+  if (auto secret = get<std::string>(v, "secret", in.file, "verp.secret")) config.verp_secret = *secret;
+}
+
+DkimKey read_dkim_key(const toml::node& item, const ConfigFile& in) {
+  const toml::table* t = item.as_table();
+  if (!t) throw InputError(in.file, line_of(item), "dkim.key", "must be a table with domain, selector, key");
+  reject_unknown_keys(*t, {"domain", "selector", "key"}, {in.file, "dkim.key", true});
+  auto need = [&](std::string_view name) {
+    auto v = get<std::string>(*t, name, in.file, "dkim.key." + std::string(name));
+    if (!v || v->empty()) throw InputError(in.file, line_of(item), "dkim.key." + std::string(name), "is required");
+    return *v;
+  };
+  DkimKey key;
+  key.domain = text::lower_ascii(need("domain"));
+  key.selector = need("selector");
+  key.key = in.resolve(need("key"));
+  return key;
+}
+
+void read_dkim(const toml::table& d, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(d, {"key"}, {in.file, "dkim"});
+  const toml::node* node = d.get("key");
+  if (!node) return;
+  const toml::array* keys = node->as_array();
+  if (!keys) throw InputError(in.file, line_of(*node), "dkim.key", "must be an array of tables ([[dkim.key]])");
+  for (const auto& item : *keys) config.dkim_keys.push_back(read_dkim_key(item, in));
+}
+
+void read_http(const toml::table& h, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(h, {"listen", "token"}, {in.file, "http"});
+  if (auto v = get<std::string>(h, "listen", in.file, "http.listen")) config.http_listen = *v;
+  if (auto v = get<std::string>(h, "token", in.file, "http.token")) config.http_token = *v;
+}
+
+void read_bounce(const toml::table& b, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(b, {"listen", "soft_limit", "domains", "rules"}, {in.file, "bounce"});
+  if (auto v = get<std::string>(b, "listen", in.file, "bounce.listen")) config.bounce_listen = *v;
+  if (auto v = get<std::int64_t>(b, "soft_limit", in.file, "bounce.soft_limit")) {
+    if (*v < 0 || *v > 1000) throw InputError(in.file, line_of(*b.get("soft_limit")), "bounce.soft_limit", "must be 0..1000");
+    config.bounce_soft_limit = static_cast<std::uint32_t>(*v);
+  }
+  for (const auto& domain : get_strings(b, "domains", in.file, "bounce.domains", "must be a list of domains"))
+    config.bounce_domains.push_back(text::lower_ascii(domain));
+  if (auto v = get<std::string>(b, "rules", in.file, "bounce.rules")) {
+    config.bounce_rules_file = in.resolve(*v);
+    try {
+      config.bounce_rules = std::make_shared<const bounce::Rules>(bounce::Rules::load(config.bounce_rules_file));
+    } catch (const bounce::RulesError& e) {
+      // The rules file's own location: that is where the mistake is.
+      throw InputError(e.file(), e.line(), e.field(), e.message());
+    }
+  }
+}
+
+void read_engine(const toml::table& e, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(e, {"workers", "window"}, {in.file, "engine"});
+  if (auto v = get<std::int64_t>(e, "workers", in.file, "engine.workers")) {
+    if (*v < 0 || *v > 64) throw InputError(in.file, line_of(*e.get("workers")), "engine.workers", "must be 0..64");
+    config.workers = static_cast<int>(*v);
+  }
+  if (auto v = get<std::int64_t>(e, "window", in.file, "engine.window")) {
+    if (*v < 1) throw InputError(in.file, line_of(*e.get("window")), "engine.window", "must be >= 1");
+    config.window = static_cast<std::size_t>(*v);
+  }
+}
+
+void read_hygiene(const toml::table& h, const ConfigFile& in, Config& config) {
+  read_hygiene_section(h, in.file, in.base, config.hygiene);  // checks its own keys
+}
+
+void read_log(const toml::table& l, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(l, {"level"}, {in.file, "log"});
+  if (auto v = get<std::string>(l, "level", in.file, "log.level")) config.log_level = *v;
+}
+
+void read_shaping(const toml::table& s, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(s, {"file"}, {in.file, "shaping"});
+  if (auto v = get<std::string>(s, "file", in.file, "shaping.file")) config.shaping = load_shaping(in.resolve(*v));
+}
+
+using SectionReader = void (*)(const toml::table&, const ConfigFile&, Config&);
+// The sections of kurier.toml and their readers, in the order problems are reported.
+const std::vector<std::pair<std::string_view, SectionReader>> kReaders = {
+    {"queue", read_queue},   {"dns", read_dns},         {"smtp", read_smtp},     {"mta_sts", read_mta_sts},
+    {"verp", read_verp},     {"dkim", read_dkim},       {"http", read_http},     {"bounce", read_bounce},
+    {"engine", read_engine}, {"hygiene", read_hygiene}, {"log", read_log},       {"shaping", read_shaping}};
+
+std::vector<std::string_view> section_names() {
+  std::vector<std::string_view> names;
+  for (const auto& reader : kReaders) names.push_back(reader.first);
+  return names;
 }
 
 }  // namespace
@@ -86,146 +275,11 @@ Config load_config(const std::optional<fs::path>& path_arg) {
     return config;
   }
   config.file = path;
-  const std::string file = path.string();
-  const fs::path base = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() ? fs::path(p) : base / p; };
-
-  toml::table root = parse_toml(path);
-
-  if (const toml::table* q = root["queue"].as_table())
-    if (auto v = get<std::string>(*q, "path", file, "queue.path")) config.queue_path = resolve(*v);
-
-  if (const toml::table* d = root["dns"].as_table()) {
-    if (const toml::node* node = d->get("servers")) {
-      const toml::array* array = node->as_array();
-      if (!array) throw InputError(file, line_of(*node), "dns.servers", "must be a list of \"host:port\"");
-      for (const auto& item : *array) {
-        auto text = item.value<std::string>();
-        if (!text || text->empty()) throw InputError(file, line_of(item), "dns.servers", "must be a list of \"host:port\"");
-        config.dns_servers.push_back(*text);
-      }
-    }
-    config.dns_timeout = get_ms(*d, "timeout_ms", file, "dns.timeout_ms", config.dns_timeout);
-  }
-
-  if (const toml::table* s = root["smtp"].as_table()) {
-    if (auto v = get<std::string>(*s, "helo", file, "smtp.helo")) config.helo = *v;
-    if (auto v = get<std::int64_t>(*s, "port", file, "smtp.port")) {
-      if (*v < 1 || *v > 65535) throw InputError(file, line_of(*s->get("port")), "smtp.port", "must be 1..65535");
-      config.smtp_port = static_cast<std::uint16_t>(*v);
-    }
-    if (auto v = get<std::string>(*s, "tls", file, "smtp.tls")) {
-      // "disabled": an alias kept for configurations written before "none".
-      auto policy = *v == "disabled" ? smtp::TlsPolicy::disabled : tls_policy_from_string(*v);
-      if (!policy) throw InputError(file, line_of(*s->get("tls")), "smtp.tls", "must be opportunistic, required or none");
-      config.tls = *policy;
-    }
-    if (const toml::table* t = (*s)["timeouts"].as_table()) {
-      auto& to = config.timeouts;
-      to.connect = get_ms(*t, "connect_ms", file, "smtp.timeouts.connect_ms", to.connect);
-      to.greeting = get_ms(*t, "greeting_ms", file, "smtp.timeouts.greeting_ms", to.greeting);
-      to.ehlo = get_ms(*t, "ehlo_ms", file, "smtp.timeouts.ehlo_ms", to.ehlo);
-      to.starttls = get_ms(*t, "starttls_ms", file, "smtp.timeouts.starttls_ms", to.starttls);
-      to.mail = get_ms(*t, "mail_ms", file, "smtp.timeouts.mail_ms", to.mail);
-      to.rcpt = get_ms(*t, "rcpt_ms", file, "smtp.timeouts.rcpt_ms", to.rcpt);
-      to.data_init = get_ms(*t, "data_init_ms", file, "smtp.timeouts.data_init_ms", to.data_init);
-      to.data_block = get_ms(*t, "data_block_ms", file, "smtp.timeouts.data_block_ms", to.data_block);
-      to.data_term = get_ms(*t, "data_term_ms", file, "smtp.timeouts.data_term_ms", to.data_term);
-      to.rset = get_ms(*t, "rset_ms", file, "smtp.timeouts.rset_ms", to.rset);
-      to.quit = get_ms(*t, "quit_ms", file, "smtp.timeouts.quit_ms", to.quit);
-    }
-  }
-
-  if (const toml::node* node = root.get("mta_sts")) {
-    const toml::table* m = node->as_table();
-    if (!m) throw InputError(file, line_of(*node), "mta_sts", "must be a table ([mta_sts])");
-    auto& o = config.mta_sts;
-    if (auto v = get<bool>(*m, "enabled", file, "mta_sts.enabled")) o.enabled = *v;
-    if (auto v = get<std::int64_t>(*m, "port", file, "mta_sts.port")) {
-      if (*v < 1 || *v > 65535) throw InputError(file, line_of(*m->get("port")), "mta_sts.port", "must be 1..65535");
-      o.port = static_cast<std::uint16_t>(*v);
-    }
-    if (auto v = get<std::string>(*m, "ca_file", file, "mta_sts.ca_file")) {
-      o.ca_file = resolve(*v).string();
-      if (!fs::exists(o.ca_file)) throw InputError(file, line_of(*m->get("ca_file")), "mta_sts.ca_file", "file not found: " + o.ca_file);
-    }
-    o.timeout = get_ms(*m, "timeout_ms", file, "mta_sts.timeout_ms", o.timeout);
-  }
-
-  if (const toml::table* v = root["verp"].as_table())
-    if (auto secret = get<std::string>(*v, "secret", file, "verp.secret")) config.verp_secret = *secret;
-
-  if (const toml::table* d = root["dkim"].as_table()) {
-    if (const toml::node* node = d->get("key")) {
-      const toml::array* keys = node->as_array();
-      if (!keys) throw InputError(file, line_of(*node), "dkim.key", "must be an array of tables ([[dkim.key]])");
-      for (const auto& item : *keys) {
-        const toml::table* t = item.as_table();
-        if (!t) throw InputError(file, line_of(item), "dkim.key", "must be a table with domain, selector, key");
-        DkimKey key;
-        auto need = [&](std::string_view name) {
-          auto v = get<std::string>(*t, name, file, "dkim.key." + std::string(name));
-          if (!v || v->empty()) throw InputError(file, line_of(item), "dkim.key." + std::string(name), "is required");
-          return *v;
-        };
-        key.domain = text::lower_ascii(need("domain"));
-        key.selector = need("selector");
-        key.key = resolve(need("key"));
-        config.dkim_keys.push_back(std::move(key));
-      }
-    }
-  }
-
-  if (const toml::table* h = root["http"].as_table()) {
-    if (auto v = get<std::string>(*h, "listen", file, "http.listen")) config.http_listen = *v;
-    if (auto v = get<std::string>(*h, "token", file, "http.token")) config.http_token = *v;
-  }
-  if (const toml::table* b = root["bounce"].as_table()) {
-    if (auto v = get<std::string>(*b, "listen", file, "bounce.listen")) config.bounce_listen = *v;
-    if (auto v = get<std::int64_t>(*b, "soft_limit", file, "bounce.soft_limit")) {
-      if (*v < 0 || *v > 1000) throw InputError(file, line_of(*b->get("soft_limit")), "bounce.soft_limit", "must be 0..1000");
-      config.bounce_soft_limit = static_cast<std::uint32_t>(*v);
-    }
-    if (const toml::node* node = b->get("domains")) {
-      const toml::array* array = node->as_array();
-      if (!array) throw InputError(file, line_of(*node), "bounce.domains", "must be a list of domains");
-      for (const auto& item : *array) {
-        auto text = item.value<std::string>();
-        if (!text || text->empty()) throw InputError(file, line_of(item), "bounce.domains", "must be a list of domains");
-        config.bounce_domains.push_back(text::lower_ascii(*text));
-      }
-    }
-    if (auto v = get<std::string>(*b, "rules", file, "bounce.rules")) {
-      config.bounce_rules_file = resolve(*v);
-      try {
-        config.bounce_rules = std::make_shared<const bounce::Rules>(bounce::Rules::load(config.bounce_rules_file));
-      } catch (const bounce::RulesError& e) {
-        // The rules file's own location: that is where the mistake is.
-        throw InputError(e.file(), e.line(), e.field(), e.message());
-      }
-    }
-  }
-
-  if (const toml::table* e = root["engine"].as_table()) {
-    if (auto v = get<std::int64_t>(*e, "workers", file, "engine.workers")) {
-      if (*v < 0 || *v > 64) throw InputError(file, line_of(*e->get("workers")), "engine.workers", "must be 0..64");
-      config.workers = static_cast<int>(*v);
-    }
-    if (auto v = get<std::int64_t>(*e, "window", file, "engine.window")) {
-      if (*v < 1) throw InputError(file, line_of(*e->get("window")), "engine.window", "must be >= 1");
-      config.window = static_cast<std::size_t>(*v);
-    }
-  }
-  if (const toml::node* h = root.get("hygiene")) {
-    if (!h->as_table()) throw InputError(file, line_of(*h), "hygiene", "must be a table ([hygiene])");
-    read_hygiene_section(*h->as_table(), file, base, config.hygiene);
-  }
-  if (const toml::table* l = root["log"].as_table())
-    if (auto v = get<std::string>(*l, "level", file, "log.level")) config.log_level = *v;
-
-  if (const toml::table* s = root["shaping"].as_table())
-    if (auto v = get<std::string>(*s, "file", file, "shaping.file")) config.shaping = load_shaping(resolve(*v));
-
+  const ConfigFile in{path.string(), path.has_parent_path() ? path.parent_path() : fs::path(".")};
+  const toml::table root = parse_toml(path);
+  reject_unknown_keys(root, section_names(), {in.file, ""});
+  for (const auto& [name, read] : kReaders)
+    if (const toml::table* table = section(root, name, in)) read(*table, in, config);
   return config;
 }
 

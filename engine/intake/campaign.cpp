@@ -1,6 +1,7 @@
-// Campaign intake: parses campaign.toml, compiles the template against the CSV
-// header, streams recipients into the queue. Caller's thread; bad input is an
-// InputError (file, line, field) after which nothing of the campaign is queued.
+// Campaign intake: checks the From domain and DKIM keys, compiles the template against
+// the CSV header, fingerprints the inputs, streams the judged recipients into the queue.
+// Caller's thread; bad input is an InputError (file, line, field) after which nothing
+// of the campaign is queued.
 #include "engine/intake/campaign.h"
 
 #include <algorithm>
@@ -12,7 +13,6 @@
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
-#include <toml++/toml.h>
 
 #include "common/text.h"
 #include "dkim/signer.h"
@@ -133,61 +133,160 @@ class SuppressionCheck {
   bool preloaded_all_ = false;
 };
 
-}  // namespace
 
-CampaignSpec load_campaign(const fs::path& file) {
-  const std::string name = file.string();
-  if (!fs::exists(file)) throw InputError(name, 0, "", "cannot read file");
-  toml::table root;
-  try {
-    root = toml::parse_file(name);
-  } catch (const toml::parse_error& e) {
-    throw InputError(name, e.source().begin.line, "", std::string(e.description()));
-  }
-  const fs::path base = file.has_parent_path() ? file.parent_path() : fs::path(".");
-  auto required_string = [&](const toml::table& table, std::string_view key, const std::string& qualified) {
-    const toml::node* node = table.get(key);
-    if (!node) throw InputError(name, 0, qualified, "is required");
-    auto value = node->value<std::string>();
-    if (!value || value->empty())
-      throw InputError(name, node->source().begin.line, qualified, "must be a non-empty string");
-    return *value;
-  };
+// The checked header row of recipients.csv.
+struct RecipientsHeader {
+  std::vector<std::string> names;  // trimmed column names
+  std::size_t email_column = 0;
+};
 
-  CampaignSpec spec;
-  spec.file = file;
-  spec.id = required_string(root, "id", "id");
-  for (unsigned char c : spec.id)
-    if (!(std::isalnum(c) || c == '-' || c == '_' || c == '.'))
-      throw InputError(name, root.get("id")->source().begin.line, "id", "may only contain letters, digits, '-', '_' and '.'");
-  spec.from = required_string(root, "from", "from");
-  spec.template_path = base / required_string(root, "template", "template");
-  spec.recipients_path = base / required_string(root, "recipients", "recipients");
-  const toml::table* verp = root["verp"].as_table();
-  if (!verp) throw InputError(name, 0, "verp.domain", "is required ([verp] domain = \"bounce.example.com\")");
-  spec.verp_domain = text::lower_ascii(required_string(*verp, "domain", "verp.domain"));
-  auto dkim_key = [&](const toml::table& table) {
-    DkimKey d;
-    d.domain = text::lower_ascii(required_string(table, "domain", "dkim.domain"));
-    d.selector = required_string(table, "selector", "dkim.selector");
-    d.key = base / required_string(table, "key", "dkim.key");
-    return d;
-  };
-  if (const toml::node* dkim = root.get("dkim")) {
-    if (const toml::table* one = dkim->as_table()) {
-      spec.dkim.push_back(dkim_key(*one));
-    } else if (const toml::array* several = dkim->as_array()) {
-      for (const auto& item : *several) {
-        const toml::table* t = item.as_table();
-        if (!t) throw InputError(name, item.source().begin.line, "dkim", "must be [dkim] or [[dkim]] tables");
-        spec.dkim.push_back(dkim_key(*t));
-      }
-    } else {
-      throw InputError(name, dkim->source().begin.line, "dkim", "must be [dkim] or [[dkim]] tables");
-    }
+RecipientsHeader read_header(CsvReader& csv) {
+  const std::string& csv_file = csv.file_name();
+  RecipientsHeader header;
+  if (!csv.next(header.names))
+    throw InputError(csv_file, 1, "", "no header row (a column named \"email\" is required)");
+  std::unordered_set<std::string> seen_names;
+  for (std::size_t i = 0; i < header.names.size(); ++i) {
+    std::string& name = header.names[i];
+    name = std::string(text::trim(name));
+    if (name.empty())
+      throw InputError(csv_file, csv.line(), "", "empty column name in header (column " + std::to_string(i + 1) + ")");
+    if (!seen_names.insert(name).second) throw InputError(csv_file, csv.line(), name, "duplicate column name");
   }
-  return spec;
+  header.email_column = address_column(header.names, csv);
+  return header;
 }
+
+// The domain of the From address; an InputError when it has none.
+std::string checked_from_domain(const CampaignSpec& spec) {
+  const std::string from_domain = from_address_domain(spec.from);
+  if (from_domain.empty() || address_problem("x@" + from_domain))
+    throw InputError(spec.file.string(), 0, "from", "needs an address with a domain (\"Name <news@example.com>\")");
+  return from_domain;
+}
+
+// The same id again: the same inputs resume the campaign, different ones are an error.
+IntakeResult resumed(const queue::Campaign& existing, const CampaignSpec& spec, const std::string& fingerprint) {
+  if (existing.fingerprint != fingerprint) {
+    throw InputError(spec.file.string(), 0, "id",
+                     "campaign '" + spec.id + "' is already in the queue with different content; give it a new id");
+  }
+  IntakeResult result;
+  result.id = existing.id;
+  result.resumed = true;
+  result.rows = existing.recipient_count;
+  return result;
+}
+
+queue::Campaign campaign_record(const CampaignSpec& spec, const std::string& fingerprint,
+                                const std::string& template_text, const std::vector<std::string>& fields,
+                                const std::vector<DkimKey>& keys, std::int64_t now_ms) {
+  queue::Campaign campaign;
+  campaign.name = spec.id;
+  campaign.fingerprint = fingerprint;
+  campaign.from = spec.from;
+  campaign.verp_domain = spec.verp_domain;
+  campaign.template_text = template_text;
+  campaign.fields = fields;
+  nlohmann::json settings = {{"template_file", spec.template_path.string()},
+                             {"recipients_file", spec.recipients_path.string()}};
+  for (const auto& key : keys)
+    settings["dkim"].push_back({{"domain", key.domain},
+                                {"selector", key.selector},
+                                {"key", fs::absolute(key.key).lexically_normal().string()}});
+  campaign.settings = settings.dump();
+  campaign.created_ms = now_ms;
+  return campaign;
+}
+
+// A first pass over the CSV collects the domains, so that each is looked up once, all
+// of them concurrently, before the rows are judged.
+void resolve_domains_first(Screening& screening, const fs::path& recipients, const RecipientsHeader& header) {
+  std::ifstream again(recipients, std::ios::binary);
+  CsvReader domains_pass(again, recipients.string());
+  std::vector<std::string> fields;
+  domains_pass.next(fields);  // the header
+  while (domains_pass.next(fields))
+    if (fields.size() == header.names.size()) screening.note(text::trim(fields[header.email_column]));
+  screening.resolve_noted();
+}
+
+// Column count and no CR/LF in any field (header injection).
+void check_row(const std::vector<std::string>& row, const RecipientsHeader& header, const CsvReader& csv) {
+  if (row.size() != header.names.size())
+    throw InputError(csv.file_name(), csv.line(), "", "expected " + std::to_string(header.names.size()) +
+                                                          " columns, found " + std::to_string(row.size()));
+  for (std::size_t i = 0; i < row.size(); ++i)
+    if (row[i].find_first_of("\r\n") != std::string::npos)
+      throw InputError(csv.file_name(), csv.line(), header.names[i],
+                       "line breaks are not allowed in fields (header injection)");
+}
+
+// The suppression reason of a rejected row ("" when it is queued): the verdict's name,
+// with the list's reason or the syntax problem after a colon.
+std::string rejection_reason(const Judgement& judgement) {
+  if (judgement.action != Action::reject) return "";
+  std::string reason = to_string(*judgement.reason);
+  if (*judgement.reason == Verdict::suppressed) reason += ": " + judgement.suppression;
+  if (*judgement.reason == Verdict::syntax) reason += ": " + judgement.problem;
+  return reason;
+}
+
+// One row judged and counted: queued now, or stored suppressed with the reason.
+queue::Recipient recipient_of(std::vector<std::string>& row, std::size_t email_column, Screening& screening,
+                              queue::RecipientKey key, std::int64_t now_ms, IntakeResult& result) {
+  std::string& address = row[email_column];
+  address = std::string(text::trim(address));
+  const Judgement judgement = screening.judge(address);
+  if (!judgement.verdicts.has(Verdict::syntax)) address = normalize_address(address);
+
+  queue::Recipient recipient;
+  recipient.key = key;
+  recipient.address = address;
+  recipient.fields = row;
+  recipient.status.state = queue::State::queued;
+  recipient.status.next_attempt_ms = now_ms;
+
+  for (Verdict v : judgement.verdicts.list()) ++result.verdicts[to_string(v)];
+  if (judgement.action == Action::warn) ++result.warned;
+  const std::string reason = rejection_reason(judgement);
+  if (reason.empty()) {
+    ++result.queued;
+    return recipient;
+  }
+  recipient.status.state = queue::State::suppressed;
+  recipient.status.next_attempt_ms = 0;
+  recipient.status.category = "other";
+  recipient.status.reason = reason;
+  ++result.suppressed;
+  ++result.suppressed_by_reason[reason.substr(0, reason.find(':'))];
+  return recipient;
+}
+
+// Streams the rows after the header into `writer` and commits; on any error the
+// writer is aborted, so nothing of the campaign stays queued.
+IntakeResult queue_recipients(queue::CampaignWriter& writer, CsvReader& csv, const RecipientsHeader& header,
+                              Screening& screening, std::int64_t now_ms) {
+  IntakeResult result;
+  std::vector<std::string> row;
+  queue::RecipientId next_id = 1;
+  try {
+    while (csv.next(row)) {
+      check_row(row, header, csv);
+      writer.add(recipient_of(row, header.email_column, screening, {writer.id(), next_id++}, now_ms, result));
+      ++result.rows;
+    }
+    if (result.rows == 0) throw InputError(csv.file_name(), 0, "", "no recipients");
+    writer.commit();
+  } catch (...) {
+    writer.abort();
+    throw;
+  }
+  result.id = writer.id();
+  return result;
+}
+
+}  // namespace
 
 std::string from_address_domain(const std::string& from) {
   std::string address = from;
@@ -200,139 +299,39 @@ std::string from_address_domain(const std::string& from) {
 IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std::int64_t now_ms,
                              const std::vector<DkimKey>& key_table, const IntakeHygiene& hygiene) {
   const std::string campaign_file = spec.file.string();
-  const std::string from_domain = from_address_domain(spec.from);
-  if (from_domain.empty() || address_problem("x@" + from_domain))
-    throw InputError(campaign_file, 0, "from", "needs an address with a domain (\"Name <news@example.com>\")");
+  const std::string from_domain = checked_from_domain(spec);
   const std::vector<DkimKey> keys = signing_keys(spec, from_domain, key_table);
   if (!keys.empty()) check_signing_keys(keys, from_domain, campaign_file);
   const std::string template_text = read_whole(spec.template_path, campaign_file, 0, "template");
-  const std::string csv_file = spec.recipients_path.string();
 
+  std::ifstream csv_in(spec.recipients_path, std::ios::binary);
+  if (!csv_in) throw InputError(campaign_file, 0, "recipients", "cannot read " + spec.recipients_path.string());
+  CsvReader csv(csv_in, spec.recipients_path.string());
+  const RecipientsHeader header = read_header(csv);
+  // Compiling now reports unknown template fields before anything is queued.
+  Template::compile(template_text, header.names, spec.template_path.string());
+
+  // Only the fingerprint decides whether this is the same campaign.
   Fingerprint fingerprint;
   fingerprint.add(read_whole(spec.file, campaign_file, 0, ""));
   fingerprint.add(template_text);
-
-  std::ifstream csv_in(spec.recipients_path, std::ios::binary);
-  if (!csv_in) throw InputError(campaign_file, 0, "recipients", "cannot read " + csv_file);
-  CsvReader csv(csv_in, csv_file);
-
-  std::vector<std::string> header;
-  if (!csv.next(header)) throw InputError(csv_file, 1, "", "no header row (a column named \"email\" is required)");
-  int email_column = -1;  // set once the header is read
-  std::unordered_set<std::string> seen_names;
-  for (std::size_t i = 0; i < header.size(); ++i) {
-    header[i] = std::string(text::trim(header[i]));
-    if (header[i].empty()) throw InputError(csv_file, csv.line(), "", "empty column name in header (column " + std::to_string(i + 1) + ")");
-    if (!seen_names.insert(header[i]).second) throw InputError(csv_file, csv.line(), header[i], "duplicate column name");
-  }
-  email_column = static_cast<int>(address_column(header, csv));
-
-  // Compiling now reports unknown template fields before anything is queued.
-  Template::compile(template_text, header, spec.template_path.string());
-
-  IntakeResult result;
-  if (auto existing = store.find_campaign(spec.id)) {
-    // Only the fingerprint decides whether this is the same campaign.
-    fingerprint.add_file(spec.recipients_path, campaign_file);
-    if (existing->fingerprint != fingerprint.hex()) {
-      throw InputError(campaign_file, 0, "id",
-                       "campaign '" + spec.id + "' is already in the queue with different content; give it a new id");
-    }
-    result.id = existing->id;
-    result.resumed = true;
-    result.rows = existing->recipient_count;
-    return result;
-  }
   fingerprint.add_file(spec.recipients_path, campaign_file);
+  const std::string digest = fingerprint.hex();
+  if (auto existing = store.find_campaign(spec.id)) return resumed(*existing, spec, digest);
 
-  queue::Campaign campaign;
-  campaign.name = spec.id;
-  campaign.fingerprint = fingerprint.hex();
-  campaign.from = spec.from;
-  campaign.verp_domain = spec.verp_domain;
-  campaign.template_text = template_text;
-  campaign.fields = header;
-  nlohmann::json settings = {{"template_file", spec.template_path.string()},
-                             {"recipients_file", csv_file}};
-  for (const auto& key : keys)
-    settings["dkim"].push_back({{"domain", key.domain},
-                                {"selector", key.selector},
-                                {"key", fs::absolute(key.key).lexically_normal().string()}});
-  campaign.settings = settings.dump();
-  campaign.created_ms = now_ms;
-
-  // List hygiene (engine/intake/hygiene/hygiene.h). With DNS, a first pass collects the domains so
-  // that each is looked up once, all of them concurrently, before the rows are judged.
+  // List hygiene (engine/intake/hygiene/hygiene.h); the suppression list is read only
+  // when that verdict is on.
   std::optional<Hygiene> default_rules;
   if (!hygiene.rules) default_rules.emplace();
   const Hygiene& rules = hygiene.rules ? *hygiene.rules : *default_rules;
-  Screening::SuppressionLookup suppressed;  // the list is read only when the verdict is on
+  Screening::SuppressionLookup suppressed;
   if (rules.options()[Verdict::suppressed] != Policy::off) suppressed = SuppressionCheck(store);
   Screening screening(rules, hygiene.dns, std::move(suppressed));
-  if (hygiene.dns && rules.options()[Verdict::no_mail_host] != Policy::off) {
-    std::ifstream again(spec.recipients_path, std::ios::binary);
-    CsvReader domains_pass(again, csv_file);
-    std::vector<std::string> fields;
-    domains_pass.next(fields);  // the header
-    while (domains_pass.next(fields))
-      if (fields.size() == header.size()) screening.note(text::trim(fields[static_cast<std::size_t>(email_column)]));
-    screening.resolve_noted();
-  }
+  if (hygiene.dns && rules.options()[Verdict::no_mail_host] != Policy::off)
+    resolve_domains_first(screening, spec.recipients_path, header);
 
-  auto writer = store.begin_campaign(std::move(campaign));
-  std::vector<std::string> row;
-  queue::RecipientId next_id = 1;
-  try {
-    while (csv.next(row)) {
-      const std::size_t line = csv.line();
-      if (row.size() != header.size())
-        throw InputError(csv_file, line, "", "expected " + std::to_string(header.size()) + " columns, found " +
-                                                 std::to_string(row.size()));
-      for (std::size_t i = 0; i < row.size(); ++i)
-        if (row[i].find_first_of("\r\n") != std::string::npos)
-          throw InputError(csv_file, line, header[i], "line breaks are not allowed in fields (header injection)");
-      std::string& address = row[static_cast<std::size_t>(email_column)];
-      address = std::string(text::trim(address));
-      const Judgement judgement = screening.judge(address);
-      if (!judgement.verdicts.has(Verdict::syntax)) address = normalize_address(address);
-
-      queue::Recipient recipient;
-      recipient.key = {writer->id(), next_id++};
-      recipient.address = address;
-      recipient.fields = row;
-      recipient.status.state = queue::State::queued;
-      recipient.status.next_attempt_ms = now_ms;
-
-      for (Verdict v : judgement.verdicts.list()) ++result.verdicts[to_string(v)];
-      std::string reason;
-      if (judgement.action == Action::reject) {
-        reason = to_string(*judgement.reason);
-        if (*judgement.reason == Verdict::suppressed) reason += ": " + judgement.suppression;
-        if (*judgement.reason == Verdict::syntax) reason += ": " + judgement.problem;
-      } else if (judgement.action == Action::warn) {
-        ++result.warned;
-      }
-      if (!reason.empty()) {
-        recipient.status.state = queue::State::suppressed;
-        recipient.status.next_attempt_ms = 0;
-        recipient.status.category = "other";
-        recipient.status.reason = reason;
-        ++result.suppressed;
-        ++result.suppressed_by_reason[reason.substr(0, reason.find(':'))];
-      } else {
-        ++result.queued;
-      }
-      writer->add(recipient);
-      ++result.rows;
-    }
-    if (result.rows == 0) throw InputError(csv_file, 0, "", "no recipients");
-    writer->commit();
-  } catch (...) {
-    writer->abort();
-    throw;
-  }
-  result.id = writer->id();
-  return result;
+  auto writer = store.begin_campaign(campaign_record(spec, digest, template_text, header.names, keys, now_ms));
+  return queue_recipients(*writer, csv, header, screening, now_ms);
 }
 
 }  // namespace kurier::engine

@@ -1,4 +1,5 @@
-// Campaign intake: campaign.toml + recipients.csv + template.eml -> the queue.
+// Campaign intake: campaign.toml (read by campaign_spec.h) + recipients.csv +
+// template.eml -> the queue.
 //
 // Everything is validated while streaming the CSV into a CampaignWriter; any bad
 // input (unreadable file, wrong column count, broken address, CR/LF in a field,
@@ -15,24 +16,11 @@
 #include <string>
 
 #include "engine/core/config.h"
+#include "engine/intake/campaign_spec.h"
 #include "engine/intake/hygiene/hygiene.h"
 #include "queue/store.h"
 
 namespace kurier::engine {
-
-struct CampaignSpec {
-  std::filesystem::path file;  // campaign.toml
-  std::string id;
-  std::string from;
-  std::filesystem::path template_path;    // resolved against the campaign file's folder
-  std::filesystem::path recipients_path;
-  std::string verp_domain;
-  // [dkim] (one key) or [[dkim]] (several: dual rsa-sha256 + ed25519-sha256 signatures).
-  std::vector<DkimKey> dkim;
-};
-
-// Throws InputError.
-CampaignSpec load_campaign(const std::filesystem::path& file);
 
 struct IntakeResult {
   queue::CampaignId id = 0;

@@ -55,6 +55,46 @@ std::string normalise_line_endings(std::string_view text) {
   return out;
 }
 
+// The lines of wire-form text, without their CRLF (`wire` ends in CRLF).
+std::vector<std::string_view> split_lines(std::string_view wire) {
+  std::vector<std::string_view> lines;
+  for (std::size_t pos = 0; pos < wire.size();) {
+    const std::size_t eol = wire.find(kCrlf, pos);
+    lines.push_back(wire.substr(pos, eol - pos));
+    pos = eol + kCrlf.size();
+  }
+  return lines;
+}
+
+// The number of header lines: those before the first empty line, which must exist.
+std::size_t header_line_count(const std::vector<std::string_view>& lines, const std::string& file_name) {
+  const auto separator = std::find_if(lines.begin(), lines.end(), [](std::string_view l) { return l.empty(); });
+  if (separator == lines.end()) {
+    throw InputError(file_name, 0, "", "no empty line between the header fields and the body");
+  }
+  return static_cast<std::size_t>(separator - lines.begin());
+}
+
+// The lower-case names of the header fields, each once; a line that is neither a
+// field nor a folded continuation is an InputError.
+std::vector<std::string> header_field_names(const std::vector<std::string_view>& lines, std::size_t header_lines,
+                                            const std::string& file_name) {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < header_lines; ++i) {
+    const std::string_view line = lines[i];
+    if (is_blank(line.front())) continue;  // folded continuation of the previous field
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      throw InputError(file_name, i + 1, "", "header line without ':' (is the empty line after the headers missing?)");
+    }
+    std::string_view name = line.substr(0, colon);
+    while (!name.empty() && is_blank(name.back())) name.remove_suffix(1);
+    std::string lower = text::lower_ascii(name);
+    if (std::find(names.begin(), names.end(), lower) == names.end()) names.push_back(std::move(lower));
+  }
+  return names;
+}
+
 // Parses a placeholder at line[pos] (which starts with "{{"). Returns the trimmed
 // name and sets *end past "}}", or returns an empty view when the text there is not a
 // placeholder (kept literally). A name is any run of bytes other than braces and line
@@ -169,43 +209,22 @@ void append_value(std::string& out, std::string_view value, std::uint8_t scan, b
 
 }  // namespace
 
-Template Template::compile(std::string_view text, const std::vector<std::string>& field_names,
-                           const std::string& file_name) {
-  const std::string wire = normalise_line_endings(text);
-  Template t;
-
-  // Split into lines (without CRLF) and find the header/body separator.
-  std::vector<std::string_view> lines;
-  for (std::size_t pos = 0; pos < wire.size();) {
-    const std::size_t eol = wire.find(kCrlf, pos);  // always found: wire ends in CRLF
-    lines.push_back(std::string_view(wire).substr(pos, eol - pos));
-    pos = eol + kCrlf.size();
-  }
-  const auto separator = std::find_if(lines.begin(), lines.end(), [](std::string_view l) { return l.empty(); });
-  if (separator == lines.end()) {
-    throw InputError(file_name, 0, "", "no empty line between the header fields and the body");
-  }
-  const auto header_lines = static_cast<std::size_t>(separator - lines.begin());
-
-  for (std::size_t i = 0; i < header_lines; ++i) {
-    const std::string_view line = lines[i];
-    if (is_blank(line.front())) continue;  // folded continuation of the previous field
-    const std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos) {
-      throw InputError(file_name, i + 1, "", "header line without ':' (is the empty line after the headers missing?)");
-    }
-    std::string_view name = line.substr(0, colon);
-    while (!name.empty() && is_blank(name.back())) name.remove_suffix(1);
-    std::string lower = text::lower_ascii(name);
-    if (std::find(t.header_names_.begin(), t.header_names_.end(), lower) == t.header_names_.end()) {
-      t.header_names_.push_back(std::move(lower));
-    }
-  }
-
+// Builds a template's segments line by line: literal text is collected until a
+// placeholder (or the end) flushes it as one segment.
+struct Template::Compiler {
+  Template& t;
+  const std::vector<std::string>& field_names;
+  const std::string& file_name;
   std::vector<int> used_index;  // field index -> position in used_fields_, or -1
-  used_index.assign(field_names.size(), -1);
   std::string literal;
-  auto flush_literal = [&](bool at_line_start) {
+  // The literal being collected follows placeholders that open its line: whether it
+  // needs dot-stuffing is known only at render time.
+  bool literal_dynamic = false;
+
+  Compiler(Template& out, const std::vector<std::string>& names, const std::string& file)
+      : t(out), field_names(names), file_name(file), used_index(names.size(), -1) {}
+
+  void flush_literal(bool at_line_start) {
     if (literal.empty()) return;
     t.literal_size_ += literal.size();
     Segment s;
@@ -213,14 +232,34 @@ Template Template::compile(std::string_view text, const std::vector<std::string>
     s.at_line_start = at_line_start;
     t.segments_.push_back(std::move(s));
     literal.clear();
-  };
+  }
 
-  // The literal being collected follows placeholders that open its line: whether it
-  // needs dot-stuffing is known only at render time.
-  bool literal_dynamic = false;
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    const std::string_view line = lines[i];
-    const bool in_header = i < header_lines;
+  // The index of a placeholder's field; an InputError naming the line if unknown.
+  std::size_t field_index(std::string_view name, std::size_t line_number) {
+    const auto it = std::find(field_names.begin(), field_names.end(), name);
+    if (it == field_names.end()) {
+      throw InputError(file_name, line_number, std::string(name), "unknown field in template placeholder");
+    }
+    const auto index = static_cast<std::size_t>(it - field_names.begin());
+    if (used_index[index] < 0) {
+      used_index[index] = static_cast<int>(t.used_fields_.size());
+      t.used_fields_.push_back(*it);
+    }
+    return index;
+  }
+
+  void add_field(std::size_t index, bool in_header, bool at_line_start) {
+    flush_literal(literal_dynamic);
+    literal_dynamic = false;
+    Segment s;
+    s.field = static_cast<int>(index);
+    s.in_header = in_header;
+    s.at_line_start = at_line_start;
+    t.segments_.push_back(std::move(s));
+    t.field_count_ = std::max(t.field_count_, index + 1);
+  }
+
+  void add_line(std::string_view line, std::size_t line_number, bool in_header) {
     // True while nothing but placeholders precedes the current position on this
     // line: what comes next opens the line when those values render empty.
     bool line_open = true;
@@ -251,29 +290,23 @@ Template Template::compile(std::string_view text, const std::vector<std::string>
         pos = open + 1;
         continue;
       }
-      const auto it = std::find(field_names.begin(), field_names.end(), name);
-      if (it == field_names.end()) {
-        throw InputError(file_name, i + 1, std::string(name), "unknown field in template placeholder");
-      }
-      const auto index = static_cast<std::size_t>(it - field_names.begin());
-      if (used_index[index] < 0) {
-        used_index[index] = static_cast<int>(t.used_fields_.size());
-        t.used_fields_.push_back(*it);
-      }
-      flush_literal(literal_dynamic);
-      literal_dynamic = false;
-      Segment s;
-      s.field = static_cast<int>(index);
-      s.in_header = in_header;
-      s.at_line_start = line_open;
-      t.segments_.push_back(std::move(s));
-      t.field_count_ = std::max(t.field_count_, index + 1);
+      add_field(field_index(name, line_number), in_header, line_open);
       pos = end;
     }
     literal += kCrlf;
   }
-  flush_literal(literal_dynamic);
+};
 
+Template Template::compile(std::string_view text, const std::vector<std::string>& field_names,
+                           const std::string& file_name) {
+  const std::string wire = normalise_line_endings(text);
+  const std::vector<std::string_view> lines = split_lines(wire);
+  const std::size_t header_lines = header_line_count(lines, file_name);
+  Template t;
+  t.header_names_ = header_field_names(lines, header_lines, file_name);
+  Compiler compiler(t, field_names, file_name);
+  for (std::size_t i = 0; i < lines.size(); ++i) compiler.add_line(lines[i], i + 1, i < header_lines);
+  compiler.flush_literal(compiler.literal_dynamic);
   t.eight_bit_ = std::any_of(wire.begin(), wire.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
   return t;
 }

@@ -45,6 +45,7 @@ class Template {
   std::size_t literal_size() const { return literal_size_; }
 
  private:
+  struct Compiler;  // builds segments_ line by line (template.cpp)
   struct Segment {
     std::string literal;         // wire-form text (used when field < 0)
     int field = -1;              // index into values

@@ -13,8 +13,8 @@
 #include <toml++/toml.h>
 
 #include "common/text.h"
-#include "engine/intake/hygiene/hygiene_config.h"
 #include "engine/core/input_error.h"
+#include "engine/core/toml_keys.h"
 
 namespace kurier::engine {
 
@@ -198,6 +198,7 @@ std::vector<ProviderRule> parse_provider_rules(std::string_view text, const std:
     throw InputError(file, e.source().begin.line, "", std::string(e.description()));
   }
   std::vector<ProviderRule> rules;
+  reject_unknown_keys(root, {"provider"}, {file, ""});
   const toml::node* providers = root.get("provider");
   if (!providers) return rules;
   const toml::array* array = providers->as_array();
@@ -206,6 +207,10 @@ std::vector<ProviderRule> parse_provider_rules(std::string_view text, const std:
     const toml::table* t = item.as_table();
     const std::size_t line = item.source().begin.line;
     if (!t) throw InputError(file, line, "provider", "must be [[provider]] tables");
+    reject_unknown_keys(*t,
+                        {"name", "domains", "min_length", "max_length", "allowed", "first", "last", "no_repeat",
+                         "ignore", "subaddress", "max_count"},
+                        {file, "provider", true});
     ProviderRule rule;
     auto text_of = [&](std::string_view key) -> std::optional<std::string> {
       const toml::node* node = t->get(key);
@@ -575,70 +580,6 @@ Judgement Screening::judge(std::string_view address) {
   }
   hygiene_.decide(j);
   return j;
-}
-
-// --- [hygiene] in kurier.toml
-
-void read_hygiene_section(const toml::table& section, const std::string& file, const std::filesystem::path& base,
-                          HygieneOptions& options) {
-  auto line_of = [](const toml::node& node) { return static_cast<std::size_t>(node.source().begin.line); };
-  auto flag = [&](std::string_view key, bool& out) {
-    if (const toml::node* node = section.get(key)) {
-      auto v = node->value<bool>();
-      if (!v) throw InputError(file, line_of(*node), "hygiene." + std::string(key), "must be true or false");
-      out = *v;
-    }
-  };
-  auto strings = [&](std::string_view key) {
-    std::vector<std::string> out;
-    if (const toml::node* node = section.get(key)) {
-      const toml::array* array = node->as_array();
-      if (!array) throw InputError(file, line_of(*node), "hygiene." + std::string(key), "must be a list of strings");
-      for (const auto& item : *array) {
-        auto v = item.value<std::string>();
-        if (!v || v->empty())
-          throw InputError(file, line_of(item), "hygiene." + std::string(key), "must be a list of non-empty strings");
-        out.push_back(*v);
-      }
-    }
-    return out;
-  };
-  auto resolve = [&](const std::string& p) { return std::filesystem::path(p).is_absolute() ? std::filesystem::path(p) : base / p; };
-
-  flag("smtputf8", options.syntax.smtputf8);
-  flag("ip_literals", options.syntax.ip_literals);
-  flag("fold_local_case", options.fold_local_case);
-  for (const auto& p : strings("disposable_files")) options.disposable_files.push_back(resolve(p));
-  for (auto& r : strings("roles")) options.roles.push_back(std::move(r));
-  for (auto& k : strings("trap_keywords")) options.trap_keywords.push_back(std::move(k));
-  for (auto& d : strings("typo_domains")) options.typo_domains.push_back(std::move(d));
-  if (const toml::node* node = section.get("provider_syntax")) {
-    auto v = node->value<std::string>();
-    if (!v || v->empty()) throw InputError(file, line_of(*node), "hygiene.provider_syntax", "must be a file name");
-    options.provider_syntax_file = resolve(*v);
-  }
-  if (const toml::node* node = section.get("policy")) {
-    const toml::table* policy = node->as_table();
-    if (!policy) throw InputError(file, line_of(*node), "hygiene.policy", "must be a table ([hygiene.policy])");
-    for (const auto& [key, value] : *policy) {
-      const std::string qualified = "hygiene.policy." + std::string(key.str());
-      auto verdict = verdict_from_string(key.str());
-      if (!verdict) throw InputError(file, line_of(value), qualified, "unknown verdict");
-      auto text = value.value<std::string>();
-      auto p = text ? policy_from_string(*text) : std::nullopt;
-      if (!p) throw InputError(file, line_of(value), qualified, "must be \"reject\", \"warn\" or \"off\"");
-      if (*verdict == Verdict::syntax && *p != Policy::reject)
-        throw InputError(file, line_of(value), qualified, "must be reject: an invalid address cannot be sent to");
-      options[*verdict] = *p;
-    }
-  }
-  for (const auto& [key, value] : section) {
-    static constexpr std::array<std::string_view, 9> kKnown = {"smtputf8", "ip_literals", "fold_local_case",
-                                                              "disposable_files", "roles", "trap_keywords",
-                                                              "typo_domains", "provider_syntax", "policy"};
-    if (std::find(kKnown.begin(), kKnown.end(), key.str()) == kKnown.end())
-      throw InputError(file, line_of(value), "hygiene." + std::string(key.str()), "unknown key");
-  }
 }
 
 }  // namespace kurier::engine

@@ -1,6 +1,6 @@
-// The [hygiene] section of kurier.toml (README.md, "List hygiene"). Included only by
-// engine/core/config.cpp and engine/intake/hygiene/hygiene.cpp, which use toml++ anyway. Start-up only;
-// problems are InputError naming file, line and key.
+// The [hygiene] section of kurier.toml (README.md, "List hygiene"), defined in
+// hygiene_config.cpp and called by engine/core/config.cpp, which uses toml++ anyway.
+// Start-up only; problems (unknown keys too) are InputError naming file, line and key.
 #pragma once
 
 #include <filesystem>
