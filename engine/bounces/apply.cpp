@@ -154,7 +154,7 @@ void ApplyStats::add(const bounce::Message& message, const ApplyResult& result) 
 BounceApplier::BounceApplier(queue::Store& store, const Config& config)
     : store_(store),
       verp_(required_verp_secret(config)),
-      soft_limit_(config.bounce_soft_limit) {}
+      soft_limit_(config.bounce.soft_limit) {}
 
 std::optional<queue::Recipient> BounceApplier::match(const bounce::Message& message) {
   for (const auto& candidate : message.verp_candidates) {

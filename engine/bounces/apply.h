@@ -60,7 +60,7 @@ class BounceApplier {
   // diagnostic line, bounded so a hostile message cannot bloat the store.
   static constexpr std::size_t kMaxDetailBytes = 512;
 
-  // Throws InputError when config.verp_secret is empty.
+  // Throws InputError when config.verp.secret is empty.
   BounceApplier(queue::Store& store, const Config& config);
 
   ApplyResult apply(const bounce::Message& message, std::int64_t now_ms);

@@ -275,8 +275,8 @@ namespace {
 
 BounceListenerOptions options_from(const Config& config, std::string listen) {
   BounceListenerOptions options;
-  options.listen = listen.empty() ? config.bounce_listen : std::move(listen);
-  if (!config.helo.empty()) options.hostname = config.helo;
+  options.listen = listen.empty() ? config.bounce.listen : std::move(listen);
+  if (!config.smtp.helo.empty()) options.hostname = config.smtp.helo;
   return options;
 }
 
@@ -314,7 +314,7 @@ BounceListener::BounceListener(queue::Store& store, const Config& config, std::s
   auto applier = std::make_shared<BounceApplier>(store, config);
   Impl* impl = impl_.get();
   // [bounce] rules (an ops file before the built-in rules) classify what arrives here too.
-  std::shared_ptr<const bounce::Rules> rules = config.bounce_rules;
+  std::shared_ptr<const bounce::Rules> rules = config.bounce.rules;
   impl_->handler = [impl, applier, rules](std::string_view raw) {
     auto message = rules ? bounce::parse(raw, *rules) : bounce::parse(raw);
     auto result = applier->apply(message, system_now_ms());
@@ -322,7 +322,7 @@ BounceListener::BounceListener(queue::Store& store, const Config& config, std::s
     impl->log->debug("event=bounce_received kind={} matched={} suppressed={}", bounce::to_string(message.kind),
                      result.matched, result.suppressed);
   };
-  auto domains = std::make_shared<CampaignDomains>(store, config.bounce_domains);
+  auto domains = std::make_shared<CampaignDomains>(store, config.bounce.domains);
   impl_->accept_domain = [domains](std::string_view domain) { return domains->accepts(domain); };
 }
 

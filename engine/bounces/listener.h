@@ -75,9 +75,9 @@ class BounceListener {
   // Binds options.listen now (throws std::runtime_error naming the address).
   BounceListener(Handler handler, DomainFilter accept_domain, BounceListenerOptions options);
   // The listener of `kurier serve`: parses each message (bounce::parse) and applies it
-  // to `store` (BounceApplier); accepts RCPT for config.bounce_domains, or when that
+  // to `store` (BounceApplier); accepts RCPT for config.bounce.domains, or when that
   // is empty for the VERP domains of the campaigns in the store. Binds `listen`
-  // (default config.bounce_listen). Throws InputError without [verp] secret.
+  // (default config.bounce.listen). Throws InputError without [verp] secret.
   BounceListener(queue::Store& store, const Config& config, std::string listen = {});
   ~BounceListener();
   BounceListener(const BounceListener&) = delete;

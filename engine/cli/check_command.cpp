@@ -69,12 +69,12 @@ void for_each_address_in_file(const fs::path& path, const AddressFn& fn) {
 
 // The queue's suppression list, when it can be read now.
 std::unique_ptr<queue::Store> open_suppression_store(const Config& config) {
-  if (!fs::exists(config.queue_path)) return nullptr;
+  if (!fs::exists(config.queue.path)) return nullptr;
   try {
     return open_queue(config);
   } catch (const queue::StoreError& e) {
     fmt::print(stderr, "kurier: note: suppression list not checked: the queue {} cannot be opened now "
-               "(a running kurier holds it?): {}\n", config.queue_path.string(), e.what());
+               "(a running kurier holds it?): {}\n", config.queue.path.string(), e.what());
     return nullptr;
   }
 }
@@ -83,7 +83,7 @@ std::unique_ptr<queue::Store> open_suppression_store(const Config& config) {
 
 int check_command(const CheckOptions& options) {
   Config config = load_config(options.config);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   if (options.addresses.empty() && !options.file)
     throw InputError("kurier check", 0, "", "give addresses or --file FILE");
   const Hygiene rules(config.hygiene);

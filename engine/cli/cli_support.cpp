@@ -17,15 +17,15 @@ std::optional<std::filesystem::path> optional_path(const std::string& text) {
 
 // RocksDB admits one process per queue; say what to do rather than only quote RocksDB.
 std::unique_ptr<queue::Store> open_queue(const Config& config) {
-  std::filesystem::create_directories(config.queue_path);
+  std::filesystem::create_directories(config.queue.path);
   try {
-    return queue::open_rocksdb_store(config.queue_path.string());
+    return queue::open_rocksdb_store(config.queue.path.string());
   } catch (const queue::StoreError& e) {
     if (!e.is_lock_held()) throw;
-    throw queue::StoreError("the queue " + config.queue_path.string() +
+    throw queue::StoreError("the queue " + config.queue.path.string() +
                                 " is in use by another kurier process (is `kurier serve` running?). Stop it first, "
                                 "or hand the work to it: `kurier submit` for campaigns, `kurier status` for counts, "
-                                "its bounce listener for bounces ([bounce] listen = \"" + config.bounce_listen +
+                                "its bounce listener for bounces ([bounce] listen = \"" + config.bounce.listen +
                                 "\"). [" + e.what() + "]",
                             queue::StoreError::Kind::lock_held);
   }

@@ -11,7 +11,7 @@ namespace kurier::engine {
 std::optional<nlohmann::json> fetch_live_status(const Config& config) {
   HttpResponse response;
   try {
-    response = http_call(config.http_listen, "GET", "/api/status", {}, {}, kStatusTimeout);
+    response = http_call(config.http.listen, "GET", "/api/status", {}, {}, kStatusTimeout);
   } catch (const std::exception&) {
     return std::nullopt;  // no daemon: the caller reads the store instead
   }

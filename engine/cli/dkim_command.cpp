@@ -74,8 +74,8 @@ int dkim_check_command(const DkimCheckOptions& options) {
     resolver.servers = {*options.dns};
   } else if (options.config) {
     const Config config = load_config(options.config);
-    resolver.servers = config.dns_servers;
-    resolver.timeout = config.dns_timeout;
+    resolver.servers = config.dns.servers;
+    resolver.timeout = config.dns.timeout;
   }
   dns::TxtResult result;
   try {

@@ -33,7 +33,7 @@ std::string join_counts(const std::map<std::string, std::uint64_t>& counts) {
 
 int bounce_ingest_command(const IngestOptions& options) {
   Config config = load_config(options.config);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   for (const auto& path : options.paths) check_mail_path(path);
   auto store = open_queue(config);
   BounceApplier applier(*store, config);

@@ -122,7 +122,7 @@ void report_text(queue::Store& store, const queue::Campaign& campaign) {
 
 int report_command(const ReportOptions& options) {
   Config config = load_config(options.config);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   if (options.format != "text" && options.format != "json" && options.format != "csv")
     throw InputError("--format", 0, "", "must be text, json or csv");
   auto store = open_queue(config);

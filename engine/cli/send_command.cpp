@@ -127,7 +127,7 @@ int print_outcome(queue::Store& store, const CampaignSpec& spec, queue::Campaign
 
 int send_command(const SendOptions& options) {
   Config config = load_config(options.config);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   required_verp_secret(config);
   CampaignSpec spec = load_campaign(options.campaign);
   // Ctrl-C ends the process as usual, except while delivering: then the first one
@@ -142,7 +142,7 @@ int send_command(const SendOptions& options) {
   const Hygiene hygiene(config.hygiene);
   const std::unique_ptr<MailHostLookup> mail_hosts = make_no_mail_host_lookup(hygiene, config);
   IntakeResult intake =
-      submit_campaign(*store, spec, system_now_ms(), config.dkim_keys, IntakeHygiene{&hygiene, mail_hosts.get()});
+      submit_campaign(*store, spec, system_now_ms(), config.dkim.keys, IntakeHygiene{&hygiene, mail_hosts.get()});
   print_intake(spec, intake, hygiene);
   std::fflush(stdout);
 

@@ -15,7 +15,7 @@ namespace {
 
 int serve_command(const std::optional<std::filesystem::path>& config_file) {
   Config config = load_config(config_file);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   required_verp_secret(config);
   (void)checked_http_listen(config);  // bad [http] settings show before the queue is touched
 

@@ -81,7 +81,7 @@ void print_from_queue(queue::Store& store, const StatusOptions& options) {
 
 int status_command(const StatusOptions& options) {
   Config config = load_config(options.config);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   // A running daemon holds the queue (RocksDB is single-process): ask it instead.
   if (auto live = fetch_live_status(config)) {
     print_live(std::move(*live), options);

@@ -52,7 +52,7 @@ int report_answer(const HttpResponse& response) {
 
 int submit_command(const SubmitOptions& options) {
   Config config = load_config(options.config);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   // Bad campaign.toml is reported here; the CSV and template are checked by the
   // daemon's intake, which reports file, line and field the same way.
   CampaignSpec spec = load_campaign(options.campaign);
@@ -65,9 +65,9 @@ int submit_command(const SubmitOptions& options) {
   const json body = {{"campaign", std::filesystem::absolute(spec.file).lexically_normal().string()}};
   HttpResponse response;
   try {
-    response = http_call(config.http_listen, "POST", "/api/campaigns", body.dump(), token, kSubmitTimeout);
+    response = http_call(config.http.listen, "POST", "/api/campaigns", body.dump(), token, kSubmitTimeout);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kurier: no daemon answers at %s (%s): start `kurier serve`\n", config.http_listen.c_str(),
+    std::fprintf(stderr, "kurier: no daemon answers at %s (%s): start `kurier serve`\n", config.http.listen.c_str(),
                  e.what());
     return 1;
   }

@@ -126,7 +126,7 @@ std::optional<std::int64_t> parse_time_ms(std::string_view text) {
 
 int suppress_command(const SuppressOptions& options) {
   Config config = load_config(options.config);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   if (options.action == "import") {
     // Read problems show before the queue is touched.
     if (!std::ifstream(options.file)) throw InputError(options.file.string(), 0, "", "cannot read file");

@@ -68,7 +68,7 @@ bool draw(const Config& config, bool tty) {
   auto live = fetch_live_status(config);
   std::string screen = live ? format_live_status(*live)
                             : fmt::format("kurier top: no daemon answers at {} (start `kurier serve`)\n",
-                                          config.http_listen);
+                                          config.http.listen);
   if (tty) std::fputs("\033[H\033[2J", stdout);  // home + clear
   std::fputs(screen.c_str(), stdout);
   if (tty) std::fputs("\n(q to quit)", stdout);
@@ -78,7 +78,7 @@ bool draw(const Config& config, bool tty) {
 
 int top_command(const TopOptions& options) {
   Config config = load_config(options.config);
-  log::set_level(config.log_level);
+  log::set_level(config.log.level);
   const SignalWatcher signals;  // Ctrl-C ends the loop (and wakes its wait)
   int status = 0;
   RawTerminal terminal;

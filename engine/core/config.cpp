@@ -92,18 +92,18 @@ const toml::table* section(const toml::table& root, std::string_view name, const
   throw InputError(in.file, line_of(*node), std::string(name), "must be a table ([" + std::string(name) + "])");
 }
 
-// --- one reader per section, in file-independent order -----------------------
+// --- one reader per section; each rejects keys it does not know ---------------
 
 void read_queue(const toml::table& q, const ConfigFile& in, Config& config) {
   reject_unknown_keys(q, {"path"}, {in.file, "queue"});
-  if (auto v = get<std::string>(q, "path", in.file, "queue.path")) config.queue_path = in.resolve(*v);
+  if (auto v = get<std::string>(q, "path", in.file, "queue.path")) config.queue.path = in.resolve(*v);
 }
 
 void read_dns(const toml::table& d, const ConfigFile& in, Config& config) {
   reject_unknown_keys(d, {"servers", "timeout_ms"}, {in.file, "dns"});
   for (auto& server : get_strings(d, "servers", in.file, "dns.servers", "must be a list of \"host:port\""))
-    config.dns_servers.push_back(std::move(server));
-  config.dns_timeout = get_ms(d, "timeout_ms", in.file, "dns.timeout_ms", config.dns_timeout);
+    config.dns.servers.push_back(std::move(server));
+  config.dns.timeout = get_ms(d, "timeout_ms", in.file, "dns.timeout_ms", config.dns.timeout);
 }
 
 void read_smtp_timeouts(const toml::table& t, const ConfigFile& in, smtp::Timeouts& to) {
@@ -123,15 +123,15 @@ void read_smtp_timeouts(const toml::table& t, const ConfigFile& in, smtp::Timeou
 
 void read_smtp(const toml::table& s, const ConfigFile& in, Config& config) {
   reject_unknown_keys(s, {"helo", "port", "tls", "timeouts"}, {in.file, "smtp"});
-  if (auto v = get<std::string>(s, "helo", in.file, "smtp.helo")) config.helo = *v;
-  if (auto port = get_port(s, in.file, "smtp.port")) config.smtp_port = *port;
+  if (auto v = get<std::string>(s, "helo", in.file, "smtp.helo")) config.smtp.helo = *v;
+  if (auto port = get_port(s, in.file, "smtp.port")) config.smtp.port = *port;
   if (auto v = get<std::string>(s, "tls", in.file, "smtp.tls")) {
     // "disabled": an alias kept for configurations written before "none".
     auto policy = *v == "disabled" ? smtp::TlsPolicy::disabled : tls_policy_from_string(*v);
     if (!policy) throw InputError(in.file, line_of(*s.get("tls")), "smtp.tls", "must be opportunistic, required or none");
-    config.tls = *policy;
+    config.smtp.tls = *policy;
   }
-  if (const toml::table* t = section(s, "timeouts", in)) read_smtp_timeouts(*t, in, config.timeouts);
+  if (const toml::table* t = section(s, "timeouts", in)) read_smtp_timeouts(*t, in, config.smtp.timeouts);
 }
 
 void read_mta_sts(const toml::table& m, const ConfigFile& in, Config& config) {
@@ -149,7 +149,7 @@ void read_mta_sts(const toml::table& m, const ConfigFile& in, Config& config) {
 
 void read_verp(const toml::table& v, const ConfigFile& in, Config& config) {
   reject_unknown_keys(v, {"secret"}, {in.file, "verp"});
-  if (auto secret = get<std::string>(v, "secret", in.file, "verp.secret")) config.verp_secret = *secret;
+  if (auto secret = get<std::string>(v, "secret", in.file, "verp.secret")) config.verp.secret = *secret;
 }
 
 DkimKey read_dkim_key(const toml::node& item, const ConfigFile& in) {
@@ -174,28 +174,28 @@ void read_dkim(const toml::table& d, const ConfigFile& in, Config& config) {
   if (!node) return;
   const toml::array* keys = node->as_array();
   if (!keys) throw InputError(in.file, line_of(*node), "dkim.key", "must be an array of tables ([[dkim.key]])");
-  for (const auto& item : *keys) config.dkim_keys.push_back(read_dkim_key(item, in));
+  for (const auto& item : *keys) config.dkim.keys.push_back(read_dkim_key(item, in));
 }
 
 void read_http(const toml::table& h, const ConfigFile& in, Config& config) {
   reject_unknown_keys(h, {"listen", "token"}, {in.file, "http"});
-  if (auto v = get<std::string>(h, "listen", in.file, "http.listen")) config.http_listen = *v;
-  if (auto v = get<std::string>(h, "token", in.file, "http.token")) config.http_token = *v;
+  if (auto v = get<std::string>(h, "listen", in.file, "http.listen")) config.http.listen = *v;
+  if (auto v = get<std::string>(h, "token", in.file, "http.token")) config.http.token = *v;
 }
 
 void read_bounce(const toml::table& b, const ConfigFile& in, Config& config) {
   reject_unknown_keys(b, {"listen", "soft_limit", "domains", "rules"}, {in.file, "bounce"});
-  if (auto v = get<std::string>(b, "listen", in.file, "bounce.listen")) config.bounce_listen = *v;
+  if (auto v = get<std::string>(b, "listen", in.file, "bounce.listen")) config.bounce.listen = *v;
   if (auto v = get<std::int64_t>(b, "soft_limit", in.file, "bounce.soft_limit")) {
     if (*v < 0 || *v > 1000) throw InputError(in.file, line_of(*b.get("soft_limit")), "bounce.soft_limit", "must be 0..1000");
-    config.bounce_soft_limit = static_cast<std::uint32_t>(*v);
+    config.bounce.soft_limit = static_cast<std::uint32_t>(*v);
   }
   for (const auto& domain : get_strings(b, "domains", in.file, "bounce.domains", "must be a list of domains"))
-    config.bounce_domains.push_back(text::lower_ascii(domain));
+    config.bounce.domains.push_back(text::lower_ascii(domain));
   if (auto v = get<std::string>(b, "rules", in.file, "bounce.rules")) {
-    config.bounce_rules_file = in.resolve(*v);
+    config.bounce.rules_file = in.resolve(*v);
     try {
-      config.bounce_rules = std::make_shared<const bounce::Rules>(bounce::Rules::load(config.bounce_rules_file));
+      config.bounce.rules = std::make_shared<const bounce::Rules>(bounce::Rules::load(config.bounce.rules_file));
     } catch (const bounce::RulesError& e) {
       // The rules file's own location: that is where the mistake is.
       throw InputError(e.file(), e.line(), e.field(), e.message());
@@ -207,11 +207,11 @@ void read_engine(const toml::table& e, const ConfigFile& in, Config& config) {
   reject_unknown_keys(e, {"workers", "window"}, {in.file, "engine"});
   if (auto v = get<std::int64_t>(e, "workers", in.file, "engine.workers")) {
     if (*v < 0 || *v > 64) throw InputError(in.file, line_of(*e.get("workers")), "engine.workers", "must be 0..64");
-    config.workers = static_cast<int>(*v);
+    config.engine.workers = static_cast<int>(*v);
   }
   if (auto v = get<std::int64_t>(e, "window", in.file, "engine.window")) {
     if (*v < 1) throw InputError(in.file, line_of(*e.get("window")), "engine.window", "must be >= 1");
-    config.window = static_cast<std::size_t>(*v);
+    config.engine.window = static_cast<std::size_t>(*v);
   }
 }
 
@@ -221,7 +221,7 @@ void read_hygiene(const toml::table& h, const ConfigFile& in, Config& config) {
 
 void read_log(const toml::table& l, const ConfigFile& in, Config& config) {
   reject_unknown_keys(l, {"level"}, {in.file, "log"});
-  if (auto v = get<std::string>(l, "level", in.file, "log.level")) config.log_level = *v;
+  if (auto v = get<std::string>(l, "level", in.file, "log.level")) config.log.level = *v;
 }
 
 void read_shaping(const toml::table& s, const ConfigFile& in, Config& config) {
@@ -264,7 +264,7 @@ std::optional<std::chrono::seconds> parse_duration(const std::string& text) {
 
 Config load_config(const std::optional<fs::path>& path_arg) {
   Config config;
-  config.helo = host_name();
+  config.smtp.helo = host_name();
   fs::path path;
   if (path_arg) {
     path = *path_arg;
@@ -284,14 +284,14 @@ Config load_config(const std::optional<fs::path>& path_arg) {
 }
 
 const bounce::Rules& bounce_rules_or_builtin(const Config& config) {
-  return config.bounce_rules ? *config.bounce_rules : bounce::Rules::builtin();
+  return config.bounce.rules ? *config.bounce.rules : bounce::Rules::builtin();
 }
 
 const std::string& required_verp_secret(const Config& config) {
-  if (config.verp_secret.empty())
+  if (config.verp.secret.empty())
     throw InputError(config.file.empty() ? "kurier.toml" : config.file.string(), 0, "verp.secret",
                      "is required (the HMAC key of VERP return paths and tokens)");
-  return config.verp_secret;
+  return config.verp.secret;
 }
 
 }  // namespace kurier::engine

@@ -1,6 +1,7 @@
-// kurier.toml and shaping.toml: the daemon/sender configuration. Every key is
-// optional except [verp] secret. Parsing errors are InputError naming file, line
-// and key. Plain data after loading; safe to share read-only between threads.
+// kurier.toml and shaping.toml: the daemon/sender configuration, one struct per
+// section. Every key is optional except [verp] secret; unknown sections and keys are
+// errors. Parsing errors are InputError naming file, line and key. Plain data after
+// loading; safe to share read-only between threads.
 #pragma once
 
 #include <chrono>
@@ -29,41 +30,78 @@ struct DkimKey {
   std::filesystem::path key;
 };
 
-struct Config {
-  std::filesystem::path file;            // the kurier.toml read ("" = defaults only)
-  std::filesystem::path queue_path = "var/queue";
-  std::vector<std::string> dns_servers;  // "host:port"; empty = system resolvers
-  std::chrono::milliseconds dns_timeout{5000};
-  std::string helo;                      // default: the machine's host name
-  std::uint16_t smtp_port = 25;
+// One struct per section of kurier.toml, each read by its own function in config.cpp.
+
+struct QueueConfig {  // [queue]
+  std::filesystem::path path = "var/queue";
+};
+
+struct DnsConfig {  // [dns]
+  std::vector<std::string> servers;  // "host:port"; empty = system resolvers
+  std::chrono::milliseconds timeout{5000};
+};
+
+struct SmtpConfig {  // [smtp] and [smtp.timeouts]
+  std::string helo;                  // default: the machine's host name
+  std::uint16_t port = 25;
   smtp::TlsPolicy tls = smtp::TlsPolicy::opportunistic;  // default; shaping.toml may set it per destination
   smtp::Timeouts timeouts;
-  MtaStsOptions mta_sts;                 // [mta_sts]: enabled, port, ca_file, timeout_ms
-  std::string verp_secret;
+};
+
+struct VerpConfig {  // [verp]
+  std::string secret;  // use required_verp_secret(): there is no fallback
+};
+
+struct DkimConfig {  // [dkim]
   // [[dkim.key]] entries: used for campaigns without their own [dkim] block whose
   // From domain is the key's domain or a subdomain of it.
-  std::vector<DkimKey> dkim_keys;
-  std::string http_listen = "127.0.0.1:8025";
-  // Bearer token for changing HTTP endpoints ([http] token). Empty: `kurier serve`
-  // generates one into <queue path>/http.token (mode 0600), where `kurier submit` reads it.
-  std::string http_token;
-  std::string bounce_listen = "127.0.0.1:2526";
-  // [bounce] domains: what the bounce listener accepts RCPT for; empty = the VERP
-  // domains of the campaigns in the queue.
-  std::vector<std::string> bounce_domains;
-  // [bounce] soft_limit: soft bounces in a row (no delivery between) that suppress
-  // an address; 0 = never.
-  std::uint32_t bounce_soft_limit = 3;
-  // [bounce] rules: an ops rules file (format of data/bounce-rules.toml) consulted
-  // before the built-in rules by every classifier: delivery replies, `kurier ingest`
-  // and the bounce listener. Null = built-in rules only; use bounce_rules_or_builtin().
-  std::filesystem::path bounce_rules_file;
-  std::shared_ptr<const bounce::Rules> bounce_rules;
-  ShapingRules shaping;                  // [shaping] file (engine/delivery/shaping/shaping.h); defaults without one
-  int workers = 0;                       // delivery threads; 0 = one per core
-  std::size_t window = 20000;            // recipients in flight at most (memory bound)
-  std::string log_level = "warn";
-  HygieneOptions hygiene;                // [hygiene]: lists and policy per verdict
+  std::vector<DkimKey> keys;
+};
+
+struct HttpConfig {  // [http]
+  std::string listen = "127.0.0.1:8025";
+  // Bearer token for changing HTTP endpoints. Empty: `kurier serve` generates one into
+  // <queue path>/http.token (mode 0600), where `kurier submit` reads it.
+  std::string token;
+};
+
+struct BounceConfig {  // [bounce]
+  std::string listen = "127.0.0.1:2526";
+  // What the bounce listener accepts RCPT for; empty = the VERP domains of the
+  // campaigns in the queue.
+  std::vector<std::string> domains;
+  // Soft bounces in a row (no delivery between) that suppress an address; 0 = never.
+  std::uint32_t soft_limit = 3;
+  // An ops rules file (format of data/bounce-rules.toml) consulted before the built-in
+  // rules by every classifier: delivery replies, `kurier ingest` and the bounce
+  // listener. Null = built-in rules only; use bounce_rules_or_builtin().
+  std::filesystem::path rules_file;
+  std::shared_ptr<const bounce::Rules> rules;
+};
+
+struct EngineConfig {  // [engine]
+  int workers = 0;             // delivery threads; 0 = one per core
+  std::size_t window = 20000;  // recipients in flight at most (memory bound)
+};
+
+struct LogConfig {  // [log]
+  std::string level = "warn";
+};
+
+struct Config {
+  std::filesystem::path file;  // the kurier.toml read ("" = defaults only)
+  QueueConfig queue;
+  DnsConfig dns;
+  SmtpConfig smtp;
+  MtaStsOptions mta_sts;       // [mta_sts]: enabled, port, ca_file, timeout_ms
+  VerpConfig verp;
+  DkimConfig dkim;
+  HttpConfig http;
+  BounceConfig bounce;
+  EngineConfig engine;
+  HygieneOptions hygiene;      // [hygiene]: lists and policy per verdict
+  LogConfig log;
+  ShapingRules shaping;        // [shaping] file (engine/delivery/shaping/shaping.h); defaults without one
 };
 
 // [verp] secret, the HMAC key of VERP tokens; throws InputError naming the file when it

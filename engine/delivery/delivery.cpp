@@ -197,7 +197,7 @@ void Delivery::Impl::run(const std::function<bool()>& done) {
     if (key.starts_with("domain:")) key.remove_prefix(7);
     throttle.attach(&metrics.domain(key));
   });
-  std::size_t worker_count = config.workers > 0 ? static_cast<std::size_t>(config.workers)
+  std::size_t worker_count = config.engine.workers > 0 ? static_cast<std::size_t>(config.engine.workers)
                                                 : std::max(1u, std::thread::hardware_concurrency());
   for (std::size_t i = 0; i < worker_count; ++i) workers.push_back(std::make_unique<Worker>(shared, i));
   for (auto& w : workers) w->start();
@@ -218,7 +218,7 @@ void Delivery::Impl::run(const std::function<bool()>& done) {
         flying = in_flight.size();
         recorded_during_scan.clear();
       }
-      std::size_t room = config.window > flying ? config.window - flying : 0;
+      std::size_t room = config.engine.window > flying ? config.engine.window - flying : 0;
       std::size_t taken = 0;
       if (room > 0) {
         auto due = store.due(clock(), std::min(room, kDueBatch), cursor);

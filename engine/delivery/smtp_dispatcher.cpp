@@ -29,10 +29,10 @@ constexpr std::size_t kMaxTargets = 10;
 struct SmtpShared {
   SmtpShared(const Config& config_in, Clock clock_in)
       : config(config_in), clock(std::move(clock_in)), verp(required_verp_secret(config_in)) {
-    options.helo_name = config.helo;
-    options.port = config.smtp_port;
-    options.tls = config.tls;
-    options.timeouts = config.timeouts;
+    options.helo_name = config.smtp.helo;
+    options.port = config.smtp.port;
+    options.tls = config.smtp.tls;
+    options.timeouts = config.smtp.timeouts;
     options.ca_file = config.mta_sts.ca_file;
   }
   const Config& config;
@@ -44,7 +44,7 @@ struct SmtpShared {
   // event loop, which keeps serving every other session meanwhile.
   asio::thread_pool signing_pool{std::max(1u, std::thread::hardware_concurrency())};
   // MTA-STS policies, cached per domain for every worker (engine/delivery/mta_sts.h).
-  MtaSts mta_sts{config.mta_sts, dns::ResolverOptions{config.dns_servers, config.dns_timeout}};
+  MtaSts mta_sts{config.mta_sts, dns::ResolverOptions{config.dns.servers, config.dns.timeout}};
 };
 
 // What one session keeps: sessions of a dispatcher interleave on its thread.
@@ -84,7 +84,7 @@ class SmtpDispatcher final : public Dispatcher {
       co_return nullptr;
     }
     std::optional<StsPolicy> sts = co_await sts_policy(slot.domain());
-    tls = plan_tls(slot.limits().tls.value_or(shared_.config.tls), sts, std::move(targets));
+    tls = plan_tls(slot.limits().tls.value_or(shared_.config.smtp.tls), sts, std::move(targets));
     if (!slot.wanted()) co_return nullptr;
     if (!tls.refused.empty()) {
       smtp::ConnectFailure refused;

@@ -221,8 +221,8 @@ class Slot final : public SessionSlot {
 
 Worker::Impl::Impl(WorkerShared& shared_in, std::size_t index_in) : shared(shared_in), index(index_in) {
   dns::ResolverOptions dns_options;
-  dns_options.servers = shared.config.dns_servers;
-  dns_options.timeout = shared.config.dns_timeout;
+  dns_options.servers = shared.config.dns.servers;
+  dns_options.timeout = shared.config.dns.timeout;
   resolver = dns::make_cares_resolver(io, dns_options);
   dispatcher = shared.dispatchers.make(io, *resolver);
 }
@@ -365,7 +365,7 @@ void Worker::Impl::finish(Destination& dest, Job& job, const Classification& c, 
   queue::Outcome& outcome = decision.outcome;
   if (decision.greylisted) dest.metrics->count_greylisted();
   // A hard bounce suppresses the address in the same synced batch as the outcome.
-  outcome.address_update = address_update_for(outcome.status, job.recipient.address, shared.config.bounce_soft_limit);
+  outcome.address_update = address_update_for(outcome.status, job.recipient.address, shared.config.bounce.soft_limit);
   switch (outcome.status.state) {
     case queue::State::delivered: dest.metrics->count_delivered(); break;
     case queue::State::deferred: dest.metrics->count_deferred(); break;

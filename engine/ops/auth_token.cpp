@@ -43,10 +43,10 @@ std::string generate_and_store(const std::filesystem::path& path) {
 
 }  // namespace
 
-std::filesystem::path token_file(const Config& config) { return config.queue_path / "http.token"; }
+std::filesystem::path token_file(const Config& config) { return config.queue.path / "http.token"; }
 
 std::string read_token(const Config& config) {
-  if (!config.http_token.empty()) return config.http_token;
+  if (!config.http.token.empty()) return config.http.token;
   std::ifstream in(token_file(config));
   std::string token;
   if (in && std::getline(in, token) && !trim(token).empty()) return trim(token);

@@ -13,13 +13,13 @@ namespace kurier::engine {
 
 HostPort checked_http_listen(const Config& config) {
   const std::string config_name = config.file.empty() ? "kurier.toml" : config.file.string();
-  auto listen = parse_host_port(config.http_listen);
-  if (!listen) throw InputError(config_name, 0, "http.listen", "not a host:port address: \"" + config.http_listen + "\"");
+  auto listen = parse_host_port(config.http.listen);
+  if (!listen) throw InputError(config_name, 0, "http.listen", "not a host:port address: \"" + config.http.listen + "\"");
   // Without TLS in front, the token and the API travel in clear: only loopback is
   // safe by default; another address is an explicit decision shown by a set token.
-  if (!is_loopback_host(listen->host) && config.http_token.empty())
+  if (!is_loopback_host(listen->host) && config.http.token.empty())
     throw InputError(config_name, 0, "http.token",
-                     "is required to listen on the non-loopback address " + config.http_listen);
+                     "is required to listen on the non-loopback address " + config.http.listen);
   return *listen;
 }
 
@@ -30,11 +30,11 @@ Daemon::Daemon(const Config& config, std::unique_ptr<queue::Store> store)
       delivery_(*store_, config),
       counts_(*store_, delivery_),
       api_(config, *store_, delivery_, counts_, ensure_token(config)),
-      http_(config.http_listen, [this](const HttpRequest& r) { return api_(r); }) {
+      http_(config.http.listen, [this](const HttpRequest& r) { return api_(r); }) {
   api_.on_store_failure([this](const std::string& what) { store_failed(what); });
   // DSNs, ARF reports and auto-replies for the VERP domains, applied to the same store.
   // `[bounce] listen = ""` leaves it off (e.g. bounces arrive through a Maildir).
-  if (!config.bounce_listen.empty()) {
+  if (!config.bounce.listen.empty()) {
     bounces_ = std::make_unique<BounceListener>(*store_, config);
     bounces_->start();
   }
@@ -45,9 +45,9 @@ Daemon::~Daemon() = default;
 int Daemon::run() {
   auto log = kurier::log::get("serve");
   log->info("event=serve_started http={}:{} bounce_port={} queue={}", listen_.host, http_.port(),
-            bounces_ ? bounces_->port() : 0, config_.queue_path.string());
+            bounces_ ? bounces_->port() : 0, config_.queue.path.string());
   std::fprintf(stderr, "kurier: serving on http://%s:%u (queue %s)\n", listen_.host.c_str(), unsigned{http_.port()},
-               config_.queue_path.c_str());
+               config_.queue.path.c_str());
   int status = 0;
   try {
     delivery_.run([this] { return stop_requested_.load(); });

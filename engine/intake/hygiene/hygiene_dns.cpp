@@ -66,7 +66,7 @@ std::unique_ptr<MailHostLookup> make_dns_mail_host_lookup(std::vector<std::strin
 
 std::unique_ptr<MailHostLookup> make_no_mail_host_lookup(const Hygiene& hygiene, const Config& config) {
   if (hygiene.options()[Verdict::no_mail_host] == Policy::off) return nullptr;
-  return make_dns_mail_host_lookup(config.dns_servers, config.dns_timeout);
+  return make_dns_mail_host_lookup(config.dns.servers, config.dns.timeout);
 }
 
 }  // namespace kurier::engine

@@ -43,8 +43,8 @@ class BounceApply : public ::testing::Test {
     }
     ASSERT_EQ(outcomes.size(), 6u);
     store_->record(outcomes);
-    config_.verp_secret = kSecret;
-    config_.bounce_soft_limit = 2;
+    config_.verp.secret = kSecret;
+    config_.bounce.soft_limit = 2;
   }
 
   std::string token_address(queue::RecipientId id, const std::string& domain = kVerpDomain) const {
@@ -311,10 +311,10 @@ TEST(BounceConfig, SoftLimitAndDomainsAreReadAndCheckedWithFileLineAndField) {
   test::write_file(dir.path() / "kurier.toml",
                    "[bounce]\nlisten = \"127.0.0.1:0\"\nsoft_limit = 5\ndomains = [\"Bounce.Example.com\"]\n");
   auto config = load_config(dir.path() / "kurier.toml");
-  EXPECT_EQ(config.bounce_soft_limit, 5u);
-  EXPECT_EQ(config.bounce_domains, (std::vector<std::string>{"bounce.example.com"}));
-  EXPECT_EQ(config.bounce_listen, "127.0.0.1:0");
-  EXPECT_EQ(Config{}.bounce_soft_limit, 3u) << "the default";
+  EXPECT_EQ(config.bounce.soft_limit, 5u);
+  EXPECT_EQ(config.bounce.domains, (std::vector<std::string>{"bounce.example.com"}));
+  EXPECT_EQ(config.bounce.listen, "127.0.0.1:0");
+  EXPECT_EQ(Config{}.bounce.soft_limit, 3u) << "the default";
 
   test::write_file(dir.path() / "bad.toml", "[bounce]\n\nsoft_limit = -1\n");
   try {

@@ -141,10 +141,10 @@ TEST(BounceListenerStore, AnswersTwoHundredFiftyOnlyOnceTheBounceIsInTheQueue) {
                    "recipients = \"recipients.csv\"\n[verp]\ndomain = \"bounce.sender.test\"\n");
   auto id = submit_campaign(*store, load_campaign(dir.path() / "campaign.toml"), 1000).id;
   Config config;
-  config.verp_secret = "listener-secret";
+  config.verp.secret = "listener-secret";
   BounceListener listener(*store, config, "127.0.0.1:0");
   listener.start();
-  const std::string verp = Verp(config.verp_secret).address({id, 2}, "bounce.sender.test");
+  const std::string verp = Verp(config.verp.secret).address({id, 2}, "bounce.sender.test");
 
   auto out = run_client(
       "out['other'] = s.docmd('EHLO x') and s.docmd('MAIL FROM:<>')[0] and s.docmd('RCPT TO:<b+x@elsewhere.test>')[0]\n"

@@ -86,8 +86,8 @@ TEST_F(BounceRulesConfig, BuiltInRulesAloneCallTheProviderCodeAnUnknownUser) {
 
 TEST_F(BounceRulesConfig, ConfigLoadsTheOpsFileAndDeliveryClassifiesWithIt) {
   Config config = load_config(root_ / "kurier.toml");
-  EXPECT_EQ(config.bounce_rules_file, root_ / "ops-rules.toml") << "resolved against the config's directory";
-  ASSERT_TRUE(config.bounce_rules);
+  EXPECT_EQ(config.bounce.rules_file, root_ / "ops-rules.toml") << "resolved against the config's directory";
+  ASSERT_TRUE(config.bounce.rules);
   const bounce::Rules& rules = bounce_rules_or_builtin(config);
   Classification c = classify_reply(550, "5.1.1", "<bob@x.test>: ACME-Q17 account parked", rules);
   EXPECT_EQ(c.disposition, Disposition::bounced);

@@ -22,8 +22,8 @@ namespace {
 TEST(OpenQueue, AQueueHeldByAnotherOpenSaysWhatToDo) {
   test::TempDir dir;
   Config config;
-  config.queue_path = dir.path() / "queue";
-  config.bounce_listen = "127.0.0.1:2526";
+  config.queue.path = dir.path() / "queue";
+  config.bounce.listen = "127.0.0.1:2526";
   auto held = open_queue(config);
   try {
     open_queue(config);
@@ -31,7 +31,7 @@ TEST(OpenQueue, AQueueHeldByAnotherOpenSaysWhatToDo) {
   } catch (const queue::StoreError& e) {
     EXPECT_TRUE(e.is_lock_held()) << e.what();
     const std::string what = e.what();
-    EXPECT_NE(what.find("the queue " + config.queue_path.string() + " is in use"), std::string::npos) << what;
+    EXPECT_NE(what.find("the queue " + config.queue.path.string() + " is in use"), std::string::npos) << what;
     EXPECT_NE(what.find("kurier serve"), std::string::npos) << what;
     EXPECT_NE(what.find("[bounce] listen = \"127.0.0.1:2526\""), std::string::npos) << what;
   }
@@ -40,9 +40,9 @@ TEST(OpenQueue, AQueueHeldByAnotherOpenSaysWhatToDo) {
 TEST(OpenQueue, CreatesTheDirectory) {
   test::TempDir dir;
   Config config;
-  config.queue_path = dir.path() / "a" / "b";
+  config.queue.path = dir.path() / "a" / "b";
   EXPECT_TRUE(open_queue(config));
-  EXPECT_TRUE(std::filesystem::is_directory(config.queue_path));
+  EXPECT_TRUE(std::filesystem::is_directory(config.queue.path));
 }
 
 TEST(OptionalPath, EmptyIsNotGiven) {

@@ -97,8 +97,8 @@ TEST_F(ConfigKeys, ASectionMustBeATable) {
 
 TEST(ShippedConfigs, ExampleKurierTomlLoads) {
   Config c = load_config(std::filesystem::path(KURIER_SOURCE_DIR) / "examples" / "kurier.toml");
-  EXPECT_EQ(c.smtp_port, 2525);
-  EXPECT_EQ(c.verp_secret, "demo-secret-change-me");
+  EXPECT_EQ(c.smtp.port, 2525);
+  EXPECT_EQ(c.verp.secret, "demo-secret-change-me");
   EXPECT_EQ(c.shaping.defaults.connections, 10) << "examples/shaping.toml through [shaping] file";
 }
 

@@ -134,7 +134,7 @@ class FakeFactory final : public DispatcherFactory {
 class SchedulerTest : public queue::test::StoreFixture {
  protected:
   SchedulerTest() {
-    config_.workers = 2;
+    config_.engine.workers = 2;
     config_.shaping.defaults.connections = 2;
     config_.shaping.defaults.messages_per_connection = 3;
   }
@@ -210,7 +210,7 @@ TEST_F(SchedulerTest, DeliversEveryRecipientOnceWithinTheDestinationsLimits) {
 }
 
 TEST_F(SchedulerTest, TheInFlightWindowBoundsWhatSessionsHold) {
-  config_.window = 5;
+  config_.engine.window = 5;
   config_.shaping.defaults.connections = 10;
   scripts_ = {{"a.test", DomainScript{}}, {"b.test", DomainScript{}}, {"c.test", DomainScript{}}, {"d.test", DomainScript{}}};
   const auto id = add_campaign(10);

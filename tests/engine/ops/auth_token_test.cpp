@@ -13,7 +13,7 @@ namespace {
 
 class AuthToken : public ::testing::Test {
  protected:
-  AuthToken() { config_.queue_path = dir_.path() / "queue"; }
+  AuthToken() { config_.queue.path = dir_.path() / "queue"; }
   test::TempDir dir_;
   Config config_;
 };
@@ -23,7 +23,7 @@ TEST_F(AuthToken, GeneratedOnceIntoAPrivateFileAndReadBack) {
   const std::string token = ensure_token(config_);
   EXPECT_EQ(token.size(), 64u);
   EXPECT_EQ(token.find_first_not_of("0123456789abcdef"), std::string::npos) << token;
-  EXPECT_EQ(token_file(config_), config_.queue_path / "http.token");
+  EXPECT_EQ(token_file(config_), config_.queue.path / "http.token");
   struct stat st {};
   ASSERT_EQ(::stat(token_file(config_).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -32,7 +32,7 @@ TEST_F(AuthToken, GeneratedOnceIntoAPrivateFileAndReadBack) {
 }
 
 TEST_F(AuthToken, ConfiguredTokenWinsAndWritesNothing) {
-  config_.http_token = "configured";
+  config_.http.token = "configured";
   EXPECT_EQ(read_token(config_), "configured");
   EXPECT_EQ(ensure_token(config_), "configured");
   EXPECT_FALSE(std::filesystem::exists(token_file(config_)));
