@@ -256,6 +256,12 @@ std::uint64_t DaemonRig::sink_messages() const {
   return stats.is_object() ? stats.value("messages", std::uint64_t{0}) : 0;
 }
 
+void DaemonRig::wait_for_sink_messages(std::uint64_t count, std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (sink_messages() < count && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
 Ledger DaemonRig::ledger(const std::string& campaign) {
   Ledger ledger;
   auto report = kurier({"report", campaign, "--format", "csv"}, std::chrono::seconds(120));

@@ -119,6 +119,8 @@ class DaemonRig {
                             std::chrono::seconds timeout = std::chrono::seconds(60));
   // Messages the sink has accepted so far (its stats file, rewritten every 200 ms).
   std::uint64_t sink_messages() const;
+  // Polls sink_messages() every 5 ms until it reaches `count` or `timeout` passes.
+  void wait_for_sink_messages(std::uint64_t count, std::chrono::milliseconds timeout) const;
   // Reads `kurier report` (the daemon must be stopped: RocksDB is single-process)
   // and every message the sink stored.
   Ledger ledger(const std::string& campaign);

@@ -10,6 +10,7 @@
 
 #include "queue/store.h"
 #include "tests/integration/daemon_rig.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
@@ -35,11 +36,7 @@ TEST(ServeHygiene, SubmitChecksMailHostsLikeSend) {
   auto store = queue::open_rocksdb_store((h.root() / "queue").string());
   auto c = store->find_campaign("hygiene");
   ASSERT_TRUE(c);
-  std::map<std::string, queue::Status> status;
-  store->for_each_recipient(c->id, [&](const queue::Recipient& r) {
-    status[r.address] = r.status;
-    return true;
-  });
+  std::map<std::string, queue::Status> status = test::statuses_by_address(*store, c->id);
   ASSERT_EQ(status.size(), 4u);
   EXPECT_EQ(status["x@nowhere-hyg.test"].state, queue::State::suppressed);
   EXPECT_EQ(status["x@nowhere-hyg.test"].reason, "no_mail_host");
