@@ -126,7 +126,8 @@ fs::path DaemonRig::write_campaign_with_unknowns(const std::string& id, int per_
     for (int i = 0; i < per_domain; ++i)
       csv += (i % 5 == 4 ? "unknown" : "user") + std::to_string(i) + "@" + domain + ",Name" + std::to_string(i) + "\n";
   return write_campaign_files(id, "Serve <news@sender.test>", csv,
-                              "To: {{first_name}} <{{email}}>\nSubject: Hello {{first_name}}\n\nHello {{first_name}}\n");
+                              "To: {{first_name}} <{{email}}>\nSubject: Hello {{first_name}}\n\n"
+                              "Hello {{first_name}}\n");
 }
 
 std::map<std::string, DomainExpectation> DaemonRig::expected_with_unknowns(int per_domain) const {
