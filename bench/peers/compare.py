@@ -258,6 +258,18 @@ def sink_baseline(env):
     return base
 
 
+def start_peer_run(env, n, pid, address, tag):
+    """Starts sampling the peer's process tree (root `pid`), notes the sinks' baseline
+    and starts the sources that submit `n` messages to the peer at `address`.
+    Returns (sampler, base, t0, sources)."""
+    sampler = TreeSampler(pid)
+    base = sink_baseline(env)
+    t0 = time.monotonic()
+    ps = run_sources(env["procs"], n, env["domains"], lambda k: address, env["msgfile"], env["submit_sessions"],
+                     env["work"], tag)
+    return sampler, base, t0, ps
+
+
 def percentile(values, q):
     if not values:
         return None
@@ -567,11 +579,7 @@ def run_postfix(env, n, queue_first=False):
                           os.path.join(pdir, "resolv.conf"), etc], stdout=out, stderr=out)
     if not peer_listening(procs, master, POSTFIX_SMTPD, "postfix", os.path.join(pdir, "master.out")):
         return None
-    sampler = TreeSampler(master.pid)
-    base = sink_baseline(env)
-    t0 = time.monotonic()
-    ps = run_sources(procs, n, env["domains"], lambda k: POSTFIX_SMTPD, env["msgfile"], env["submit_sessions"], work,
-                     "postfix")
+    sampler, base, t0, ps = start_peer_run(env, n, master.pid, POSTFIX_SMTPD, "postfix")
     src_cpu, t_submitted, t1 = submit_and_wait(env, ps, t0, base + n, wait_for_arrival=not queue_first)
     submit_secs = t_submitted - t0
     if queue_first:
@@ -673,11 +681,7 @@ def run_haraka(env, n):
     p = procs.start([haraka_bin, "-c", inst], stdout=out, stderr=subprocess.STDOUT, cwd=inst)
     if not peer_listening(procs, p, HARAKA_SMTPD, "Haraka", logf, timeout=30):
         return None
-    sampler = TreeSampler(p.pid)
-    base = sink_baseline(env)
-    t0 = time.monotonic()
-    ps = run_sources(procs, n, env["domains"], lambda k: HARAKA_SMTPD, env["msgfile"], env["submit_sessions"], work,
-                     "haraka")
+    sampler, base, t0, ps = start_peer_run(env, n, p.pid, HARAKA_SMTPD, "haraka")
     src_cpu, t_submitted, t1 = submit_and_wait(env, ps, t0, base + n)
     cpu, rss = sampler.finish()
     arrived = sinks.total() - base

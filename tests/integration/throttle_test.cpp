@@ -78,6 +78,15 @@ class ThrottleIntegration : public ::testing::Test {
     if (test::find_program("dnsmasq").empty()) FAIL() << "dnsmasq is required (scripts/install-deps.sh)";
   }
 
+  // Starts kurier-sink with `args`, listening on `ip` at the test's port; its log goes
+  // to sink.log in the test's directory.
+  ChildProcess start_sink(std::vector<std::string> args, const std::string& ip) const {
+    std::vector<std::string> argv = {test::binary("kurier-sink").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--listen", ip + ":" + std::to_string(port_)});
+    return ChildProcess(argv, dir_.path() / "sink.log");
+  }
+
   TempDir dir_;
   const std::uint16_t port_ = test::free_tcp_port();
 };
@@ -105,9 +114,8 @@ TEST_F(ThrottleIntegration, ProviderSharedByThreeDomainsSlowsDownToTheSinkLimits
                      "mx-host=p3.test,mx3.prov.test,10", "host-record=mx1.prov.test,127.0.6.1",
                      "host-record=mx2.prov.test,127.0.6.1", "host-record=mx3.prov.test,127.0.6.1", "local=/test/"});
   test::write_file(run.root / "sink.toml", "max_connections = 5\nmax_messages_per_second = 50\n");
-  ChildProcess sink({test::binary("kurier-sink").string(), "--script", (run.root / "sink.toml").string(), "--stats",
-                     (run.root / "stats.json").string(), "--listen", "127.0.6.1:" + std::to_string(port_)},
-                    run.root / "sink.log");
+  ChildProcess sink = start_sink(
+      {"--script", (run.root / "sink.toml").string(), "--stats", (run.root / "stats.json").string()}, "127.0.6.1");
   ASSERT_TRUE(test::wait_for_tcp("127.0.6.1", port_, std::chrono::seconds(10)));
 
   std::vector<std::string> recipients;
@@ -195,9 +203,7 @@ TEST_F(ThrottleIntegration, DeadMxDoesNotStallOtherDomains) {
                      "mx-host=ok2.test,mx.ok2.test,10", "host-record=mx.ok2.test,127.0.6.2",
                      "mx-host=dead.test,mx.dead.test,10", "host-record=mx.dead.test,127.0.6.9", "local=/test/"});
   Blackhole dead("127.0.6.9", port_);
-  ChildProcess sink({test::binary("kurier-sink").string(), "--stats", (run.root / "stats.json").string(), "--listen",
-                     "127.0.6.2:" + std::to_string(port_)},
-                    run.root / "sink.log");
+  ChildProcess sink = start_sink({"--stats", (run.root / "stats.json").string()}, "127.0.6.2");
   ASSERT_TRUE(test::wait_for_tcp("127.0.6.2", port_, std::chrono::seconds(10)));
   std::vector<std::string> recipients;
   for (int i = 0; i < 100; ++i) {
@@ -253,9 +259,7 @@ stage = "rcpt"
 match = "never*"
 reply = "451 4.3.0 <{rcpt}>: Temporary local problem"
 )");
-  ChildProcess sink({test::binary("kurier-sink").string(), "--script", (run.root / "sink.toml").string(), "--listen",
-                     "127.0.6.3:" + std::to_string(port_)},
-                    run.root / "sink.log");
+  ChildProcess sink = start_sink({"--script", (run.root / "sink.toml").string()}, "127.0.6.3");
   ASSERT_TRUE(test::wait_for_tcp("127.0.6.3", port_, std::chrono::seconds(10)));
   std::vector<std::string> recipients;
   for (int i = 0; i < 5; ++i) {
