@@ -240,6 +240,36 @@ def wait_port(host, port, timeout=15):
     return False
 
 
+def peer_listening(procs, proc, address, name, logpath, timeout=15):
+    """Waits for a peer MTA's SMTP port, then a second for it to settle. If it never
+    answers: says so, stops it and returns False."""
+    if not wait_port(*address, timeout=timeout):
+        log("%s did not start; see" % name, logpath)
+        procs.stop(proc)
+        return False
+    time.sleep(1)
+    return True
+
+
+def sink_baseline(env):
+    """The sinks' message count before a run; notes their CPU time in env too."""
+    base = env["sinks"].total()
+    env["sink_cpu0"] = env["sinks"].cpu()
+    return base
+
+
+def start_peer_run(env, n, pid, address, tag):
+    """Starts sampling the peer's process tree (root `pid`), notes the sinks' baseline
+    and starts the sources that submit `n` messages to the peer at `address`.
+    Returns (sampler, base, t0, sources)."""
+    sampler = TreeSampler(pid)
+    base = sink_baseline(env)
+    t0 = time.monotonic()
+    ps = run_sources(env["procs"], n, env["domains"], lambda k: address, env["msgfile"], env["submit_sessions"],
+                     env["work"], tag)
+    return sampler, base, t0, ps
+
+
 def percentile(values, q):
     if not values:
         return None
@@ -356,8 +386,7 @@ def submit_and_wait(env, ps, t0, target, wait_for_arrival=True):
 
 def run_ceiling(env, n):
     sinks, procs, work = env["sinks"], env["procs"], env["work"]
-    base = sinks.total()
-    env["sink_cpu0"] = sinks.cpu()
+    base = sink_baseline(env)
     t0 = time.monotonic()
     ps = run_sources(procs, n, env["domains"], lambda k: ("%s%d" % (SINK_NET, k), 25), env["msgfile"],
                      env["ceiling_sessions"], work, "ceiling")
@@ -421,8 +450,7 @@ def run_kurier(env, n, variant):
         f.write('[queue]\npath = "%s"\n[dns]\nservers = ["%s:53"]\n[smtp]\nhelo = "mta.%s"\nport = 25\n'
                 'tls = "opportunistic"\n[shaping]\nfile = "shaping.toml"\n[verp]\nsecret = "bench-secret"\n'
                 '[log]\nlevel = "warn"\n' % (qdir, DNS_ADDR, SENDER_DOMAIN))
-    base = sinks.total()
-    env["sink_cpu0"] = sinks.cpu()
+    base = sink_baseline(env)
     out = open(os.path.join(work, "kurier-%s.out" % variant), "w")
     t0 = time.monotonic()
     argv = [kurier, "send", os.path.join(cdir, "campaign.toml"), "--config", conf]
@@ -549,17 +577,9 @@ def run_postfix(env, n, queue_first=False):
     master = procs.start(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                           'mount --bind "$0" /etc/resolv.conf && exec postfix -c "$1" start-fg',
                           os.path.join(pdir, "resolv.conf"), etc], stdout=out, stderr=out)
-    if not wait_port(*POSTFIX_SMTPD):
-        log("postfix did not start; see", os.path.join(pdir, "master.out"))
-        procs.stop(master)
+    if not peer_listening(procs, master, POSTFIX_SMTPD, "postfix", os.path.join(pdir, "master.out")):
         return None
-    time.sleep(1)
-    sampler = TreeSampler(master.pid)
-    base = sinks.total()
-    env["sink_cpu0"] = sinks.cpu()
-    t0 = time.monotonic()
-    ps = run_sources(procs, n, env["domains"], lambda k: POSTFIX_SMTPD, env["msgfile"], env["submit_sessions"], work,
-                     "postfix")
+    sampler, base, t0, ps = start_peer_run(env, n, master.pid, POSTFIX_SMTPD, "postfix")
     src_cpu, t_submitted, t1 = submit_and_wait(env, ps, t0, base + n, wait_for_arrival=not queue_first)
     submit_secs = t_submitted - t0
     if queue_first:
@@ -659,17 +679,9 @@ def run_haraka(env, n):
     logf = os.path.join(inst, "haraka.log")
     out = open(logf, "w")
     p = procs.start([haraka_bin, "-c", inst], stdout=out, stderr=subprocess.STDOUT, cwd=inst)
-    if not wait_port(*HARAKA_SMTPD, timeout=30):
-        log("Haraka did not start; see", logf)
-        procs.stop(p)
+    if not peer_listening(procs, p, HARAKA_SMTPD, "Haraka", logf, timeout=30):
         return None
-    time.sleep(1)
-    sampler = TreeSampler(p.pid)
-    base = sinks.total()
-    env["sink_cpu0"] = sinks.cpu()
-    t0 = time.monotonic()
-    ps = run_sources(procs, n, env["domains"], lambda k: HARAKA_SMTPD, env["msgfile"], env["submit_sessions"], work,
-                     "haraka")
+    sampler, base, t0, ps = start_peer_run(env, n, p.pid, HARAKA_SMTPD, "haraka")
     src_cpu, t_submitted, t1 = submit_and_wait(env, ps, t0, base + n)
     cpu, rss = sampler.finish()
     arrived = sinks.total() - base

@@ -17,6 +17,13 @@ const RecipientReport& only(const Message& m) {
   return m.recipients.empty() ? kNone : m.recipients.front();
 }
 
+// `m` is of `kind` and reports one recipient, `recipient`, for the reason `reason`.
+void expect_one(const Message& m, Kind kind, const std::string& recipient, const std::string& reason) {
+  EXPECT_EQ(m.kind, kind);
+  EXPECT_EQ(only(m).recipient, recipient);
+  EXPECT_EQ(only(m).verdict.reason, reason);
+}
+
 bool has_candidate(const Message& m, const std::string& address) {
   for (const auto& c : m.verp_candidates)
     if (c == address) return true;
@@ -268,9 +275,7 @@ from localhost [127.0.0.1]
 >>> RCPT To:<ivy@example.org>
 <<< 550 5.7.1 <ivy@example.org>... Relaying denied
 )");
-  EXPECT_EQ(m.kind, Kind::bounce);
-  EXPECT_EQ(only(m).recipient, "ivy@example.org");
-  EXPECT_EQ(only(m).verdict.reason, "norelaying");
+  expect_one(m, Kind::bounce, "ivy@example.org", "norelaying");
 }
 
 TEST(ParseNdr, ExchangeOffice365) {
@@ -311,9 +316,7 @@ Your message wasn't delivered to kim@example.org because the address couldn't be
 The response from the remote server was:
 550 5.1.1 The email account that you tried to reach does not exist.
 )");
-  EXPECT_EQ(m.kind, Kind::bounce);
-  EXPECT_EQ(only(m).recipient, "kim@example.org");
-  EXPECT_EQ(only(m).verdict.reason, "userunknown");
+  expect_one(m, Kind::bounce, "kim@example.org", "userunknown");
 }
 
 TEST(ParseNdr, YahooDeliveryError) {
@@ -360,9 +363,7 @@ Content-Type: text/plain; charset=UTF-8
   "Message" : "{\"notificationType\":\"Bounce\",\"bounce\":{\"bounceType\":\"Permanent\",\"bouncedRecipients\":[{\"emailAddress\":\"ned@example.org\",\"action\":\"failed\",\"status\":\"5.1.1\",\"diagnosticCode\":\"smtp; 550 5.1.1 user unknown\"}]},\"mail\":{\"source\":\"b+abc123@bounce.example.com\",\"messageId\":\"0101-xyz\"}}"
 }
 )");
-  EXPECT_EQ(m.kind, Kind::bounce);
-  EXPECT_EQ(only(m).recipient, "ned@example.org");
-  EXPECT_EQ(only(m).verdict.reason, "userunknown");
+  expect_one(m, Kind::bounce, "ned@example.org", "userunknown");
   EXPECT_TRUE(has_candidate(m, kVerp));
 }
 
@@ -436,9 +437,7 @@ Auto-Submitted: auto-replied
 
 I am away until Monday.
 )");
-  EXPECT_EQ(m.kind, Kind::autoreply);
-  EXPECT_EQ(only(m).recipient, "quinn@example.org");
-  EXPECT_EQ(only(m).verdict.reason, "vacation");
+  expect_one(m, Kind::autoreply, "quinn@example.org", "vacation");
   EXPECT_TRUE(has_candidate(m, kVerp));
 }
 

@@ -180,29 +180,25 @@ suspend = { category = "hard", hard = true }
 }
 
 TEST_F(RulesFile, ErrorsNameFileLineAndField) {
-  std::string e = load_error("[[pattern]]\nreason = \"nosuchreason\"\ncontains = [\"x\"]\n");
-  EXPECT_NE(e.find(":2: field 'pattern[0].reason': unknown reason \"nosuchreason\""), std::string::npos) << e;
-
-  e = load_error("[[pattern]]\nreason = \"blocked\"\nregex = ['(unclosed']\n");
-  EXPECT_NE(e.find(":3: field 'pattern[0].regex': bad regex"), std::string::npos) << e;
-
-  e = load_error("[[pattern]]\nreason = \"blocked\"\n");
-  EXPECT_NE(e.find("field 'pattern[0]': needs `contains` or `regex`"), std::string::npos) << e;
-
-  e = load_error("[status]\n\"5.x\" = \"blocked\"\n");
-  EXPECT_NE(e.find(":2: field 'status.5.x'"), std::string::npos) << e;
-
-  e = load_error("\n[reply_code]\n\"550\" = 7\n");
-  EXPECT_NE(e.find(":3: field 'reply_code.550': must be a reason string"), std::string::npos) << e;
-
-  e = load_error("[reasons]\nfoo = { category = \"fatal\" }\n");
-  EXPECT_NE(e.find(":2: field 'reasons.foo.category'"), std::string::npos) << e;
-
-  e = load_error("[patterns]\n");
-  EXPECT_NE(e.find("field 'patterns': unknown section"), std::string::npos) << e;
-
-  e = load_error("[[pattern]\n");  // TOML syntax error
-  EXPECT_NE(e.find(":1: "), std::string::npos) << e;
+  struct BadFile {
+    std::string file;     // the rules file
+    std::string message;  // what its error must say
+  };
+  const BadFile cases[] = {
+      {"[[pattern]]\nreason = \"nosuchreason\"\ncontains = [\"x\"]\n",
+       ":2: field 'pattern[0].reason': unknown reason \"nosuchreason\""},
+      {"[[pattern]]\nreason = \"blocked\"\nregex = ['(unclosed']\n", ":3: field 'pattern[0].regex': bad regex"},
+      {"[[pattern]]\nreason = \"blocked\"\n", "field 'pattern[0]': needs `contains` or `regex`"},
+      {"[status]\n\"5.x\" = \"blocked\"\n", ":2: field 'status.5.x'"},
+      {"\n[reply_code]\n\"550\" = 7\n", ":3: field 'reply_code.550': must be a reason string"},
+      {"[reasons]\nfoo = { category = \"fatal\" }\n", ":2: field 'reasons.foo.category'"},
+      {"[patterns]\n", "field 'patterns': unknown section"},
+      {"[[pattern]\n", ":1: "},  // TOML syntax error
+  };
+  for (const auto& c : cases) {
+    const std::string e = load_error(c.file);
+    EXPECT_NE(e.find(c.message), std::string::npos) << e;
+  }
 }
 
 TEST_F(RulesFile, MissingFileIsAnError) {

@@ -77,28 +77,20 @@ ChildProcess::~ChildProcess() {
   if (pid_ > 0) stop();
 }
 
-bool ChildProcess::running() {
-  if (pid_ <= 0) return false;
+bool ChildProcess::reap() {
   int status = 0;
-  pid_t r = waitpid(pid_, &status, WNOHANG);
-  if (r == pid_) {
-    status_ = status;
-    pid_ = -1;
-    return false;
-  }
+  if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+  status_ = status;
+  pid_ = -1;
   return true;
 }
+
+bool ChildProcess::running() { return pid_ > 0 && !reap(); }
 
 int ChildProcess::wait(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (pid_ > 0) {
-    int status = 0;
-    pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      status_ = status;
-      pid_ = -1;
-      return status;
-    }
+    if (reap()) return status_;
     if (std::chrono::steady_clock::now() >= deadline) return -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

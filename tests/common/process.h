@@ -33,6 +33,10 @@ class ChildProcess {
   int wait(std::chrono::milliseconds timeout);
 
  private:
+  // Reaps the child if it has exited, without blocking; true then (status_ holds its
+  // waitpid status and pid_ is -1).
+  bool reap();
+
   pid_t pid_ = -1;
   int status_ = -1;
 };

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <thread>
+#include <utility>
 
 #include "dkim/detail.h"
 #include "dkim/signer.h"
@@ -320,11 +321,14 @@ TEST(DkimCanonical, RelaxedExamplesOfRfc6376) {
 }
 
 TEST(DkimCanonical, BodyUnstuffsDropsTrailingEmptyLinesAndAddsFinalCrlf) {
-  EXPECT_EQ(relaxed_body_of("..a\r\n...\r\nb\r\n"), ".a\r\n..\r\nb\r\n");
-  EXPECT_EQ(relaxed_body_of("a\r\n \t\r\n\r\nb  \r\n\t\r\n\r\n"), "a\r\n\r\n\r\nb\r\n");
-  EXPECT_EQ(relaxed_body_of("no final crlf"), "no final crlf\r\n");
-  EXPECT_EQ(relaxed_body_of("\r\n\r\n"), "");
-  EXPECT_EQ(relaxed_body_of(""), "");
+  const std::pair<std::string, std::string> cases[] = {
+      {"..a\r\n...\r\nb\r\n", ".a\r\n..\r\nb\r\n"},
+      {"a\r\n \t\r\n\r\nb  \r\n\t\r\n\r\n", "a\r\n\r\n\r\nb\r\n"},
+      {"no final crlf", "no final crlf\r\n"},
+      {"\r\n\r\n", ""},
+      {"", ""},
+  };
+  for (const auto& [body, relaxed] : cases) EXPECT_EQ(relaxed_body_of(body), relaxed) << testing::PrintToString(body);
   // Longer than one chunk: the chunking must not change the text.
   std::string big;
   for (int i = 0; i < 2000; ++i) big += "line " + std::to_string(i) + "  with   spaces \r\n";

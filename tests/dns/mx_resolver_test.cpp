@@ -34,6 +34,12 @@ std::vector<std::string> names(const MxResult& r) {
   return out;
 }
 
+// A scripted answer to every query: the header alone, with `rcode` and a count of
+// `answers` records that do not follow.
+FakeDnsServer::Responder header_only(int rcode, std::uint16_t answers) {
+  return [=](const std::string& q) -> std::optional<std::string> { return w::reply_header(q, rcode, answers); };
+}
+
 class MxResolverTest : public ::testing::Test {
  protected:
   ResolverOptions options_for(const std::string& server, std::chrono::milliseconds timeout = 1000ms, int tries = 2) {
@@ -54,6 +60,19 @@ class MxResolverTest : public ::testing::Test {
       return {};
     }
     return *out;
+  }
+
+  // A resolver of its own, asked once for `domain` and destroyed after the answer.
+  MxResult resolve_once(const ResolverOptions& options, const std::string& domain) {
+    auto resolver = make_cares_resolver(io_, options);
+    return resolve(*resolver, domain);
+  }
+
+  // The same against a scripted server that answers with `responder` (one try of
+  // 300 ms: loopback answers at once or never).
+  MxResult resolve_scripted(FakeDnsServer::Responder responder, const std::string& domain) {
+    FakeDnsServer fake(std::move(responder));
+    return resolve_once(options_for(fake.server(), 300ms, 1), domain);
   }
 
   template <typename Pred>
@@ -102,8 +121,7 @@ TEST_F(MxResolverTest, SortsByPreferenceWithAddressesIpv4First) {
   Dnsmasq dns({"mx-host=a.test,mx1.a.test,20", "mx-host=a.test,mx2.a.test,10", "mx-host=a.test,mx3.a.test,30",
                "host-record=mx1.a.test,127.0.1.1", "host-record=mx2.a.test,127.0.1.2,::1",
                "host-record=mx3.a.test,127.0.1.3", "host-record=mx3.a.test,127.0.1.4"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "a.test");
+  MxResult r = resolve_once(options_for(dns.server()), "a.test");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   EXPECT_FALSE(r.implicit_mx);
   ASSERT_EQ(names(r), (std::vector<std::string>{"mx2.a.test", "mx1.a.test", "mx3.a.test"}));
@@ -140,8 +158,7 @@ TEST_F(MxResolverTest, RandomOrderAmongEqualPreferences) {
 
 TEST_F(MxResolverTest, ImplicitMxFromAOnly) {
   Dnsmasq dns({"host-record=aonly.test,127.0.2.1"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "aonly.test");
+  MxResult r = resolve_once(options_for(dns.server()), "aonly.test");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   EXPECT_TRUE(r.implicit_mx);
   ASSERT_EQ(r.hosts.size(), 1u);
@@ -152,8 +169,7 @@ TEST_F(MxResolverTest, ImplicitMxFromAOnly) {
 
 TEST_F(MxResolverTest, ImplicitMxFromAaaaOnly) {
   Dnsmasq dns({"host-record=v6only.test,::2"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "v6only.test");
+  MxResult r = resolve_once(options_for(dns.server()), "v6only.test");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   EXPECT_TRUE(r.implicit_mx);
   ASSERT_EQ(r.hosts.size(), 1u);
@@ -163,8 +179,7 @@ TEST_F(MxResolverTest, ImplicitMxFromAaaaOnly) {
 
 TEST_F(MxResolverTest, ImplicitMxListsIpv4BeforeIpv6) {
   Dnsmasq dns({"host-record=both.test,::3,127.0.2.2"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "both.test");
+  MxResult r = resolve_once(options_for(dns.server()), "both.test");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   ASSERT_EQ(r.hosts.size(), 1u);
   EXPECT_EQ(r.hosts[0].addresses, (std::vector<std::string>{"127.0.2.2", "::3"}));
@@ -173,8 +188,7 @@ TEST_F(MxResolverTest, ImplicitMxListsIpv4BeforeIpv6) {
 TEST_F(MxResolverTest, NullMxIsPermanent) {
   // RDATA 0000 00: preference 0, exchange "." (RFC 7505).
   Dnsmasq dns({"dns-rr=nullmx.test,15,000000", "host-record=nullmx.test,127.0.2.3"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "nullmx.test");
+  MxResult r = resolve_once(options_for(dns.server()), "nullmx.test");
   EXPECT_EQ(r.status, Status::null_mx) << r.detail;
   EXPECT_TRUE(is_permanent(r.status));
   EXPECT_TRUE(r.hosts.empty());
@@ -183,16 +197,14 @@ TEST_F(MxResolverTest, NullMxIsPermanent) {
 
 TEST_F(MxResolverTest, NxdomainIsPermanent) {
   Dnsmasq dns({"host-record=other.test,127.0.2.4"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "nope.test");
+  MxResult r = resolve_once(options_for(dns.server()), "nope.test");
   EXPECT_EQ(r.status, Status::nxdomain) << r.detail;
   EXPECT_TRUE(r.hosts.empty());
 }
 
 TEST_F(MxResolverTest, NameWithoutMxOrAddressIsNoMailHost) {
   Dnsmasq dns({"txt-record=txtonly.test,\"v=spf1 -all\""});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "txtonly.test");
+  MxResult r = resolve_once(options_for(dns.server()), "txtonly.test");
   EXPECT_EQ(r.status, Status::no_mail_host) << r.detail;
   EXPECT_TRUE(r.hosts.empty());
   EXPECT_EQ(dns.query_count("A", "txtonly.test"), 1);
@@ -202,8 +214,7 @@ TEST_F(MxResolverTest, NameWithoutMxOrAddressIsNoMailHost) {
 TEST_F(MxResolverTest, ServfailIsTemporary) {
   FakeDnsServer upstream([](const std::string& q) -> std::optional<std::string> { return w::reply_header(q, 2, 0); });
   Dnsmasq dns({"server=/broken.test/127.0.0.1#" + std::to_string(upstream.port())});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "broken.test");
+  MxResult r = resolve_once(options_for(dns.server()), "broken.test");
   EXPECT_EQ(r.status, Status::temporary);
   EXPECT_NE(r.detail.find("SERVFAIL"), std::string::npos) << r.detail;
   EXPECT_NE(r.detail.find(dns.server()), std::string::npos) << r.detail;
@@ -212,8 +223,7 @@ TEST_F(MxResolverTest, ServfailIsTemporary) {
 TEST_F(MxResolverTest, RefusedIsTemporary) {
   // dnsmasq has no upstream for names outside its local zones and refuses them.
   Dnsmasq dns({"host-record=a.test,127.0.2.5"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "elsewhere.example");
+  MxResult r = resolve_once(options_for(dns.server()), "elsewhere.example");
   EXPECT_EQ(r.status, Status::temporary);
   EXPECT_NE(r.detail.find("REFUSED"), std::string::npos) << r.detail;
 }
@@ -233,31 +243,26 @@ TEST_F(MxResolverTest, TimeoutIsTemporaryWithinBoundedTime) {
 
 TEST_F(MxResolverTest, MalformedAnswerIsTemporary) {
   // Claims one answer record but carries none.
-  FakeDnsServer fake([](const std::string& q) -> std::optional<std::string> { return w::reply_header(q, 0, 1); });
-  auto resolver = make_cares_resolver(io_, options_for(fake.server(), 300ms, 1));
-  MxResult r = resolve(*resolver, "garbled.test");
+  MxResult r = resolve_scripted(header_only(0, 1), "garbled.test");
   EXPECT_EQ(r.status, Status::temporary);
   EXPECT_NE(r.detail.find("malformed"), std::string::npos) << r.detail;
 }
 
 TEST_F(MxResolverTest, CnameLoopIsTemporary) {
   // dnsmasq refuses to load a CNAME loop, so a scripted server serves one.
-  FakeDnsServer fake([](const std::string& q) -> std::optional<std::string> {
+  MxResult r = resolve_scripted([](const std::string& q) -> std::optional<std::string> {
     return w::reply_header(q, 0, 2) + w::rr("loop.test", 5, 60, w::encode_name("loop2.test")) +
            w::rr("loop2.test", 5, 60, w::encode_name("loop.test"));
-  });
-  auto resolver = make_cares_resolver(io_, options_for(fake.server(), 300ms, 1));
-  MxResult r = resolve(*resolver, "loop.test");
+  }, "loop.test");
   EXPECT_EQ(r.status, Status::temporary);
   EXPECT_NE(r.detail.find("CNAME loop"), std::string::npos) << r.detail;
 }
 
 TEST_F(MxResolverTest, TruncatedAnswerWithoutTcpIsTemporary) {
   // TC set over UDP; c-ares retries over TCP, where nothing listens.
-  FakeDnsServer fake(
-      [](const std::string& q) -> std::optional<std::string> { return w::reply_header(q, 0, 0, 0, 0, true); });
-  auto resolver = make_cares_resolver(io_, options_for(fake.server(), 300ms, 1));
-  MxResult r = resolve(*resolver, "big.test");
+  MxResult r = resolve_scripted(
+      [](const std::string& q) -> std::optional<std::string> { return w::reply_header(q, 0, 0, 0, 0, true); },
+      "big.test");
   EXPECT_EQ(r.status, Status::temporary) << r.detail;
   EXPECT_NE(r.detail.find("connection refused"), std::string::npos) << r.detail;
 }
@@ -273,8 +278,7 @@ TEST_F(MxResolverTest, LargeAnswerIsRetriedOverTcpAndHostsAreCapped) {
     config.push_back("host-record=" + host + ",127.0.6." + std::to_string(i + 1));
   }
   Dnsmasq dns(config);
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "big.test");
+  MxResult r = resolve_once(options_for(dns.server()), "big.test");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   ASSERT_EQ(r.hosts.size(), 10u);  // the lowest preferences only
   for (std::size_t i = 0; i < r.hosts.size(); ++i) {
@@ -287,8 +291,7 @@ TEST_F(MxResolverTest, LargeAnswerIsRetriedOverTcpAndHostsAreCapped) {
 TEST_F(MxResolverTest, FollowsCnameToMx) {
   Dnsmasq dns(
       {"cname=alias.test,real.test", "mx-host=real.test,mx.real.test,10", "host-record=mx.real.test,127.0.1.9"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "alias.test");
+  MxResult r = resolve_once(options_for(dns.server()), "alias.test");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   ASSERT_EQ(names(r), (std::vector<std::string>{"mx.real.test"}));
   EXPECT_EQ(r.hosts[0].addresses, (std::vector<std::string>{"127.0.1.9"}));
@@ -311,8 +314,7 @@ TEST_F(MxResolverTest, QueriesAddressesWhenAdditionalSectionIsEmpty) {
         return w::reply_header(q, 4, 0);
     }
   });
-  auto resolver = make_cares_resolver(io_, options_for(fake.server()));
-  MxResult r = resolve(*resolver, "Plain.Test.");
+  MxResult r = resolve_once(options_for(fake.server()), "Plain.Test.");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   ASSERT_EQ(names(r), (std::vector<std::string>{"mx1.plain.test", "mx2.plain.test"}));
   EXPECT_EQ(r.hosts[0].addresses, (std::vector<std::string>{"127.0.5.1"}));
@@ -325,15 +327,13 @@ TEST_F(MxResolverTest, QueriesAddressesWhenAdditionalSectionIsEmpty) {
 
 TEST_F(MxResolverTest, UnknownRcodeIsTemporary) {
   // ares_query passes rcodes it has no name for (here NOTAUTH) as success.
-  FakeDnsServer fake([](const std::string& q) -> std::optional<std::string> { return w::reply_header(q, 9, 0); });
-  auto resolver = make_cares_resolver(io_, options_for(fake.server(), 300ms, 1));
-  MxResult r = resolve(*resolver, "odd.test");
+  MxResult r = resolve_scripted(header_only(9, 0), "odd.test");
   EXPECT_EQ(r.status, Status::temporary);
   EXPECT_NE(r.detail.find("rcode 9"), std::string::npos) << r.detail;
 }
 
 TEST_F(MxResolverTest, FailedHostLookupLeavesThatHostEmpty) {
-  FakeDnsServer fake([](const std::string& q) -> std::optional<std::string> {
+  MxResult r = resolve_scripted([](const std::string& q) -> std::optional<std::string> {
     const std::string name = w::query_name(q);
     const auto type = w::query_type(q);
     if (type == 15)
@@ -342,9 +342,7 @@ TEST_F(MxResolverTest, FailedHostLookupLeavesThatHostEmpty) {
     if (name == "sick.mixed.test") return w::reply_header(q, 2, 0);  // SERVFAIL
     if (type == 1) return w::reply_header(q, 0, 1) + w::rr(name, 1, 300, w::a_rdata("127.0.5.2"));
     return w::reply_header(q, 0, 0);
-  });
-  auto resolver = make_cares_resolver(io_, options_for(fake.server(), 300ms, 1));
-  MxResult r = resolve(*resolver, "mixed.test");
+  }, "mixed.test");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   ASSERT_EQ(names(r), (std::vector<std::string>{"sick.mixed.test", "well.mixed.test"}));
   EXPECT_TRUE(r.hosts[0].addresses.empty());
@@ -354,11 +352,9 @@ TEST_F(MxResolverTest, FailedHostLookupLeavesThatHostEmpty) {
 
 TEST_F(MxResolverTest, ImplicitMxWithFailedAddressLookupIsTemporary) {
   // NODATA for MX, SERVFAIL for A: the domain may well have a mail host.
-  FakeDnsServer fake([](const std::string& q) -> std::optional<std::string> {
+  MxResult r = resolve_scripted([](const std::string& q) -> std::optional<std::string> {
     return w::reply_header(q, w::query_type(q) == 1 ? 2 : 0, 0);
-  });
-  auto resolver = make_cares_resolver(io_, options_for(fake.server(), 300ms, 1));
-  MxResult r = resolve(*resolver, "flaky.test");
+  }, "flaky.test");
   EXPECT_EQ(r.status, Status::temporary);
   EXPECT_NE(r.detail.find("SERVFAIL for A flaky.test"), std::string::npos) << r.detail;
 }
@@ -366,8 +362,7 @@ TEST_F(MxResolverTest, ImplicitMxWithFailedAddressLookupIsTemporary) {
 TEST_F(MxResolverTest, MxHostWithoutAddressKeptWithEmptyAddresses) {
   Dnsmasq dns({"mx-host=part.test,noaddr.part.test,10", "mx-host=part.test,mx.part.test,20",
                "host-record=mx.part.test,127.0.4.1"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "part.test");
+  MxResult r = resolve_once(options_for(dns.server()), "part.test");
   ASSERT_EQ(r.status, Status::ok) << r.detail;
   ASSERT_EQ(names(r), (std::vector<std::string>{"noaddr.part.test", "mx.part.test"}));
   EXPECT_TRUE(r.hosts[0].addresses.empty());
@@ -376,8 +371,7 @@ TEST_F(MxResolverTest, MxHostWithoutAddressKeptWithEmptyAddresses) {
 
 TEST_F(MxResolverTest, NoMxHostWithAddressIsTemporary) {
   Dnsmasq dns({"mx-host=ghost.test,mx.ghost.test,10", "mx-host=ghost.test,mx2.ghost.test,20"});
-  auto resolver = make_cares_resolver(io_, options_for(dns.server()));
-  MxResult r = resolve(*resolver, "ghost.test");
+  MxResult r = resolve_once(options_for(dns.server()), "ghost.test");
   EXPECT_EQ(r.status, Status::temporary);
   EXPECT_NE(r.detail.find("address"), std::string::npos) << r.detail;
 }

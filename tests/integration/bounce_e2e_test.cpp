@@ -20,6 +20,7 @@
 #include "queue/store.h"
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
@@ -222,11 +223,7 @@ TEST(BounceEndToEnd, PostfixDsnReachesTheListenerAndTheAddressIsNeverSentAgain) 
     auto store = queue::open_rocksdb_store((root / "queue").string());
     auto second = store->find_campaign("second");
     ASSERT_TRUE(second);
-    std::map<std::string, queue::Status> states;
-    store->for_each_recipient(second->id, [&](const queue::Recipient& r) {
-      states[r.address] = r.status;
-      return true;
-    });
+    const std::map<std::string, queue::Status> states = test::statuses_by_address(*store, second->id);
     EXPECT_EQ(states.at("unknown1@fail.test").state, queue::State::suppressed);
     EXPECT_EQ(states.at("unknown1@fail.test").reason, "suppressed: hard-bounce userunknown");
     EXPECT_EQ(states.at("unknown1@fail.test").attempts, 0u);

@@ -66,9 +66,7 @@ TEST(CrashLoop, SigkillAtRandomMomentsLosesNobodyAndResendsWithinTheWindow) {
     } else {
       const std::uint64_t target =
           rig.sink_messages() + static_cast<std::uint64_t>(std::uniform_int_distribution<int>(kMinProgress, kMaxProgress)(rng));
-      const auto deadline = std::chrono::steady_clock::now() + kProgressDeadline;
-      while (rig.sink_messages() < target && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      rig.wait_for_sink_messages(target, kProgressDeadline);
       ASSERT_GE(rig.sink_messages(), target) << "no progress before kill " << i + 1 << "\n" << rig.serve_log();
       std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 50)(rng)));
     }

@@ -1,5 +1,5 @@
-// DaemonRig: dnsmasq + a storing kurier-sink + a `kurier serve` that tests kill and
-// restart on one queue; the Ledger reads the queue's report and the sink's store.
+// DaemonRig: dnsmasq + a storing kurier-sink + a `kurier serve` that tests drive, kill
+// and restart on one queue; the Ledger reads the queue's report and the sink's store.
 // Test thread only; start-up failures throw std::runtime_error.
 #include "tests/integration/daemon_rig.h"
 
@@ -9,6 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "engine/ops/http_server.h"
 
@@ -34,9 +36,34 @@ std::vector<std::string> sink_recipients(const std::string& header) {
 }
 }  // namespace
 
+RigOptions serve_options(std::string subnet, std::string tag) {
+  RigOptions options;
+  options.subnet = std::move(subnet);
+  options.tag = std::move(tag);
+  options.window = std::nullopt;
+  options.tls_disabled = false;
+  options.messages_per_connection = 50;
+  options.bounce_listener = true;
+  options.sink_rules = R"(
+[[rule]]
+stage = "rcpt"
+match = "unknown*"
+reply = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table"
+)";
+  options.teardown_signal = SIGTERM;
+  return options;
+}
+
 DaemonRig::DaemonRig(RigOptions options) : options_(std::move(options)) {
   if (find_program("dnsmasq").empty()) throw std::runtime_error("dnsmasq is required (scripts/install-deps.sh)");
   const std::uint16_t smtp_port = free_tcp_port();
+  start_dns_and_sink(smtp_port);
+  http_port_ = free_tcp_port();
+  write_config(smtp_port);
+  fs::create_directories(queue_dir());
+}
+
+void DaemonRig::start_dns_and_sink(std::uint16_t smtp_port) {
   std::vector<std::string> zone;
   std::vector<std::string> sink_args = {binary("kurier-sink").string(), "--script", (root() / "sink.toml").string(),
                                         "--store", (root() / "mail").string(), "--stats",
@@ -53,30 +80,34 @@ DaemonRig::DaemonRig(RigOptions options) : options_(std::move(options)) {
   zone.push_back("local=/test/");
   dns_ = std::make_unique<Dnsmasq>(zone);
 
-  write_file(root() / "sink.toml", "reply_delay_ms = " + std::to_string(options_.reply_delay_ms) + "\n");
+  write_file(root() / "sink.toml",
+             "reply_delay_ms = " + std::to_string(options_.reply_delay_ms) + "\n" + options_.sink_rules);
   sink_ = std::make_unique<ChildProcess>(sink_args, root() / "sink.log");
   if (!wait_for_tcp(options_.subnet + ".1", smtp_port, std::chrono::seconds(10)))
     throw std::runtime_error("kurier-sink did not start: " + read_file(root() / "sink.log"));
+}
 
-  http_port_ = free_tcp_port();
+void DaemonRig::write_config(std::uint16_t smtp_port) const {
   write_file(root() / "shaping.toml", "[default]\nconnections = " + std::to_string(options_.connections) +
-                                          "\nmessages_per_connection = 1000\n");
+                                          "\nmessages_per_connection = " +
+                                          std::to_string(options_.messages_per_connection) + "\n");
+  const std::string window =
+      options_.window ? "[engine]\nwindow = " + std::to_string(*options_.window) + "\n" : std::string();
   write_file(config(), "[queue]\npath = \"" + queue_dir().string() + "\"\n"
                        "[dns]\nservers = [\"" + dns_->server() + "\"]\n"
-                       "[smtp]\nhelo = \"mta.sender.test\"\nport = " + std::to_string(smtp_port) + "\n"
-                       "tls = \"disabled\"\n"
+                       "[smtp]\nhelo = \"mta.sender.test\"\nport = " + std::to_string(smtp_port) + "\n" +
+                       (options_.tls_disabled ? "tls = \"disabled\"\n" : "") +
                        "[smtp.timeouts]\nconnect_ms = 2000\n"
-                       "[shaping]\nfile = \"" + (root() / "shaping.toml").string() + "\"\n"
-                       "[engine]\nwindow = " + std::to_string(options_.window) + "\n"
-                       "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\n"
-                       "[bounce]\nlisten = \"\"\n"
+                       "[shaping]\nfile = \"" + (root() / "shaping.toml").string() + "\"\n" +
+                       window +
+                       "[http]\nlisten = \"" + http_address() + "\"\n"
+                       "[bounce]\nlisten = \"" + (options_.bounce_listener ? "127.0.0.1:0" : "") + "\"\n"
                        "[verp]\nsecret = \"rig-secret\"\n"
                        "[log]\nlevel = \"info\"\n");
-  fs::create_directories(queue_dir());
 }
 
 DaemonRig::~DaemonRig() {
-  if (serve_) serve_->stop(SIGKILL);
+  if (serve_) serve_->stop(options_.teardown_signal);
   if (sink_) sink_->stop();
 }
 
@@ -85,12 +116,40 @@ fs::path DaemonRig::write_campaign(const std::string& id, int per_domain, const 
   csv << "email,n\n";
   for (int i = 0; i < per_domain; ++i)
     for (const auto& domain : domains_) csv << local << i << '@' << domain << ',' << i << '\n';
+  return write_campaign_files(id, "Rig <news@sender.test>", csv.str(),
+                              "To: <{{email}}>\nSubject: n{{n}}\n\nHello {{n}}\n");
+}
+
+fs::path DaemonRig::write_campaign_with_unknowns(const std::string& id, int per_domain) {
+  std::string csv = "email,first_name\n";
+  for (const auto& domain : domains_)
+    for (int i = 0; i < per_domain; ++i)
+      csv += (i % 5 == 4 ? "unknown" : "user") + std::to_string(i) + "@" + domain + ",Name" + std::to_string(i) + "\n";
+  return write_campaign_files(id, "Serve <news@sender.test>", csv,
+                              "To: {{first_name}} <{{email}}>\nSubject: Hello {{first_name}}\n\n"
+                              "Hello {{first_name}}\n");
+}
+
+std::map<std::string, DomainExpectation> DaemonRig::expected_with_unknowns(int per_domain) const {
+  std::map<std::string, DomainExpectation> out;
+  for (const auto& domain : domains_) {
+    auto& e = out[domain];
+    for (int i = 0; i < per_domain; ++i) {
+      if (i % 5 == 4) ++e.bounced_hard;
+      else ++e.delivered;
+    }
+  }
+  return out;
+}
+
+fs::path DaemonRig::write_campaign_files(const std::string& id, const std::string& from, const std::string& csv,
+                                         const std::string& template_rest) const {
   const fs::path dir = root() / id;
   fs::create_directories(dir);
-  write_file(dir / "recipients.csv", csv.str());
-  write_file(dir / "template.eml", "From: Rig <news@sender.test>\nTo: <{{email}}>\nSubject: n{{n}}\n\nHello {{n}}\n");
-  write_file(dir / "campaign.toml", "id = \"" + id +
-                                        "\"\nfrom = \"Rig <news@sender.test>\"\ntemplate = \"template.eml\"\n"
+  write_file(dir / "recipients.csv", csv);
+  write_file(dir / "template.eml", "From: " + from + "\n" + template_rest);
+  write_file(dir / "campaign.toml", "id = \"" + id + "\"\nfrom = \"" + from +
+                                        "\"\ntemplate = \"template.eml\"\n"
                                         "recipients = \"recipients.csv\"\n[verp]\ndomain = \"bounces.sender.test\"\n");
   return dir / "campaign.toml";
 }
@@ -135,10 +194,23 @@ RunResult DaemonRig::kurier(std::vector<std::string> args, std::chrono::seconds 
   return run(argv, timeout);
 }
 
+std::string DaemonRig::get(const std::string& target) {
+  engine::HttpResponse response;
+  try {
+    response = engine::http_call(http_address(), "GET", target);
+  } catch (const std::exception& e) {
+    // Unreachable: most likely the daemon died; its log says why (a sanitizer report too).
+    throw std::runtime_error(std::string(e.what()) + "\n--- serve.log ---\n" + serve_log());
+  }
+  if (response.status != 200)
+    throw std::runtime_error("GET " + target + ": HTTP " + std::to_string(response.status) + ": " + response.body);
+  return response.body;
+}
+
 std::optional<nlohmann::json> DaemonRig::campaign_status(const std::string& id) {
   engine::HttpResponse response;
   try {
-    response = engine::http_call("127.0.0.1:" + std::to_string(http_port_), "GET", "/api/status", {}, {},
+    response = engine::http_call(http_address(), "GET", "/api/status", {}, {},
                                  std::chrono::seconds(5));
   } catch (const std::exception&) {
     return std::nullopt;
@@ -163,11 +235,32 @@ bool DaemonRig::wait_until_done(const std::string& id, std::uint64_t total, std:
   return false;
 }
 
+nlohmann::json DaemonRig::await_done(const std::string& id, std::uint64_t total, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  nlohmann::json doc;
+  while (std::chrono::steady_clock::now() < deadline) {
+    doc = status();
+    for (const auto& c : doc["campaigns"])
+      if (c["campaign"] == id && c["total"] == total && c["done"] == true && c["in_flight"] == 0) return doc;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ADD_FAILURE() << "campaign " << id << " not done within " << timeout.count() << " s; last status: " << doc.dump()
+                << "\nserve log:\n"
+                << serve_log();
+  return doc;
+}
+
 std::uint64_t DaemonRig::sink_messages() const {
   std::ifstream in(root() / "stats.json", std::ios::binary);
   if (!in) return 0;
   auto stats = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}), nullptr, false);
   return stats.is_object() ? stats.value("messages", std::uint64_t{0}) : 0;
+}
+
+void DaemonRig::wait_for_sink_messages(std::uint64_t count, std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (sink_messages() < count && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
 Ledger DaemonRig::ledger(const std::string& campaign) {

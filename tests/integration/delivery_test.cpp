@@ -21,6 +21,7 @@
 #include "queue/store.h"
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
@@ -195,47 +196,33 @@ reply = "554 5.7.1 Message rejected as spam"
     rows.push_back(row);
   }
   test::write_file(root / "recipients.csv", csv.str());
-  test::write_file(root / "campaign.toml",
-                   "id = \"integration\"\nfrom = \"Integration <news@sender.test>\"\n"
-                   "template = \"template.eml\"\nrecipients = \"recipients.csv\"\n"
-                   "[verp]\ndomain = \"bounces.sender.test\"\n");
+  test::write_campaign_toml(root / "campaign.toml", "integration", "Integration <news@sender.test>",
+                            "recipients.csv", "bounces.sender.test");
   test::write_file(root / "shaping.toml",
                    "[default]\nconnections = 5\nmessages_per_connection = 50\n"
                    "retry = [\"1s\"]\nmax_age = \"4s\"\n");
-  test::write_file(root / "kurier.toml",
-                   "[queue]\npath = \"queue\"\n"
-                   "[dns]\nservers = [\"" + dns.server() + "\"]\n"
-                   "[smtp]\nhelo = \"mta.sender.test\"\nport = " + std::to_string(smtp_port) + "\n"
-                   "[smtp.timeouts]\nconnect_ms = 2000\n"
-                   "[shaping]\nfile = \"shaping.toml\"\n"
-                   // d06/d07 must reach delivery: this test covers DNS failures there
-                   // (tests/integration/hygiene_intake_test.cpp covers them at intake).
-                   "[hygiene.policy]\nno_mail_host = \"off\"\n"
-                   "[verp]\nsecret = \"" + kSecret + "\"\n");
+  test::SendConfig config(dns.server(), smtp_port);
+  config.smtp_keys = "helo = \"mta.sender.test\"\n";
+  config.verp_secret = kSecret;
+  // d06/d07 must reach delivery: this test covers DNS failures there
+  // (tests/integration/hygiene_intake_test.cpp covers them at intake).
+  config.tables = "[smtp.timeouts]\nconnect_ms = 2000\n[hygiene.policy]\nno_mail_host = \"off\"\n";
+  test::write_file(root / "kurier.toml", test::send_config(config));
 
   const auto kurier = test::binary("kurier").string();
-  auto sent = test::run({kurier, "send", (root / "campaign.toml").string(), "--config", (root / "kurier.toml").string(),
-                         "--wait", "--no-progress"},
-                        std::chrono::seconds(180));
+  auto sent = test::send_campaign(root, true, std::chrono::seconds(180));
   ASSERT_EQ(sent.exit_code, 0) << sent.out << sent.err;
   EXPECT_NE(sent.out.find("complete"), std::string::npos) << sent.out;
 
   // --- Every recipient in the dictated state (kurier report --format csv).
-  auto report = test::run({kurier, "report", "integration", "--format", "csv", "--config",
-                           (root / "kurier.toml").string()});
+  auto report = test::report_csv(root / "kurier.toml", "integration");
   ASSERT_EQ(report.exit_code, 0) << report.err;
-  std::istringstream lines(report.out);
-  std::string line;
-  std::getline(lines, line);
-  EXPECT_EQ(line, "recipient,state,category,reason,code,enhanced,mx,attempts,last_attempt");
+  const test::CsvRows csv_rows = test::split_csv(report.out);
+  EXPECT_EQ(csv_rows.header, "recipient,state,category,reason,code,enhanced,mx,attempts,last_attempt");
   std::map<std::string, std::vector<std::string>> by_address;
-  while (std::getline(lines, line)) {
-    std::vector<std::string> cols;
-    std::stringstream ss(line);
-    std::string col;
-    while (std::getline(ss, col, ',')) cols.push_back(col);
-    if (!line.empty() && line.back() == ',') cols.emplace_back();
-    ASSERT_EQ(cols.size(), 9u) << line;
+  for (std::size_t r = 0; r < csv_rows.fields.size(); ++r) {
+    const auto& cols = csv_rows.fields[r];
+    ASSERT_EQ(cols.size(), 9u) << csv_rows.lines[r];
     by_address[cols[0]] = cols;
   }
   ASSERT_EQ(by_address.size(), static_cast<std::size_t>(kRecipients));

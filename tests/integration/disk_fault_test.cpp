@@ -158,9 +158,7 @@ TEST(DiskFault, ReadOnlyQueueRefusesSendAndServeAndKeepsWhatItHad) {
   rig.start_serve();
   auto submitted = rig.kurier({"submit", first.string()});
   ASSERT_EQ(submitted.exit_code, 0) << submitted.out << submitted.err;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (rig.sink_messages() < 100 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  rig.wait_for_sink_messages(100, std::chrono::seconds(30));
   rig.stop_serve(SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the sink's stats file lags by up to 200 ms
 
@@ -202,9 +200,7 @@ TEST(DiskFault, DaemonWhoseQueueFillsUpStopsTakingWorkAndLosesNothing) {
   rig.start_serve();
   auto submitted = rig.kurier({"submit", campaign.string()});
   ASSERT_EQ(submitted.exit_code, 0) << submitted.out << submitted.err;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (rig.sink_messages() < 300 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  rig.wait_for_sink_messages(300, std::chrono::seconds(30));
   ASSERT_GE(rig.sink_messages(), 300u) << rig.serve_log();
 
   disk.queue_fs->fill();

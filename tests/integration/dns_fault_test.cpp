@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "tests/common/process.h"
+#include "tests/integration/campaign_files.h"
 #include "tests/dns/fake_dns_server.h"
 
 namespace kurier {
@@ -103,39 +104,29 @@ TEST(DnsFaults, TemporaryFailuresDeferPermanentOnesBounceTruncationRetriesOverTc
     }
   test::write_file(root / "recipients.csv", csv.str());
   test::write_file(root / "template.eml", "From: a@sender.test\nSubject: dns\n\nHello\n");
-  test::write_file(root / "campaign.toml",
-                   "id = \"dns-faults\"\nfrom = \"a@sender.test\"\ntemplate = \"template.eml\"\n"
-                   "recipients = \"recipients.csv\"\n[verp]\ndomain = \"b.sender.test\"\n");
+  test::write_campaign_toml(root / "campaign.toml", "dns-faults", "a@sender.test");
   test::write_file(root / "shaping.toml", "[default]\nretry = [\"1h\"]\n");
-  test::write_file(root / "kurier.toml", "[queue]\npath = \"queue\"\n[dns]\nservers = [\"" + dns.server() +
-                                             "\"]\ntimeout_ms = 300\n[smtp]\nport = " + std::to_string(port) +
-                                             "\n[smtp.timeouts]\nconnect_ms = 2000\n"
-                                             "[shaping]\nfile = \"shaping.toml\"\n[verp]\nsecret = \"s\"\n"
-                                             // Intake hygiene would suppress NXDOMAIN / null MX before
-                                             // sending; here the delivery path's own DNS is under test.
-                                             "[hygiene.policy]\nno_mail_host = \"off\"\n");
+  test::SendConfig config(dns.server(), port);
+  config.dns_keys = "timeout_ms = 300\n";
+  // Intake hygiene would suppress NXDOMAIN / null MX before sending; here the delivery
+  // path's own DNS is under test.
+  config.tables = "[smtp.timeouts]\nconnect_ms = 2000\n[hygiene.policy]\nno_mail_host = \"off\"\n";
+  test::write_file(root / "kurier.toml", test::send_config(config));
 
   const auto kurier = test::binary("kurier").string();
   const auto start = std::chrono::steady_clock::now();
-  auto sent = test::run({kurier, "send", (root / "campaign.toml").string(), "--config",
-                         (root / "kurier.toml").string(), "--no-progress"},
-                        std::chrono::seconds(60));
+  auto sent = test::send_campaign(root, false, std::chrono::seconds(60));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(sent.exit_code, 0) << sent.out << sent.err;
 
-  auto report = test::run({kurier, "report", "dns-faults", "--format", "csv", "--config",
-                           (root / "kurier.toml").string()});
+  auto report = test::report_csv(root / "kurier.toml", "dns-faults");
   ASSERT_EQ(report.exit_code, 0) << report.err;
-  std::istringstream lines(report.out);
-  std::string line;
-  std::getline(lines, line);
+  const test::CsvRows csv_rows = test::split_csv(report.out);
   std::vector<std::map<std::string, int>> outcomes(list.size());
   int rows = 0;
-  while (std::getline(lines, line)) {
-    std::vector<std::string> cols;
-    std::stringstream ss(line);
-    std::string col;
-    while (std::getline(ss, col, ',')) cols.push_back(col);
+  for (std::size_t r = 0; r < csv_rows.fields.size(); ++r) {
+    const auto& cols = csv_rows.fields[r];
+    const std::string& line = csv_rows.lines[r];
     ASSERT_GE(cols.size(), 4u) << line;
     const std::size_t i = fault_of.at(cols[0]);
     ++rows;

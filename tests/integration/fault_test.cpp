@@ -22,6 +22,7 @@
 
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
@@ -126,21 +127,11 @@ struct ReportRow {
 };
 
 std::map<std::string, ReportRow> report(const fs::path& root, const std::string& campaign) {
-  auto r = test::run({test::binary("kurier").string(), "report", campaign, "--format", "csv", "--config",
-                      (root / "kurier.toml").string()});
+  auto r = test::report_csv(root / "kurier.toml", campaign);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::map<std::string, ReportRow> rows;
-  std::istringstream lines(r.out);
-  std::string line;
-  std::getline(lines, line);  // header
-  while (std::getline(lines, line)) {
-    std::vector<std::string> cols;
-    std::stringstream ss(line);
-    std::string col;
-    while (std::getline(ss, col, ',')) cols.push_back(col);
-    if (cols.size() < 8) continue;
-    rows[cols[0]] = {cols[1], cols[3], cols[4], cols[7]};
-  }
+  for (const auto& cols : test::split_csv(r.out).fields)
+    if (cols.size() >= 8) rows[cols[0]] = {cols[1], cols[3], cols[4], cols[7]};
   return rows;
 }
 
@@ -183,11 +174,8 @@ TEST(FaultyPeers, EveryRecipientEndsDeferredOrBouncedAsTheFaultDictatesWithoutHa
   test::write_file(root / "required.csv", csv_required.str());
   test::write_file(root / "template.eml", "From: a@sender.test\nSubject: fault {{n}}\n\n" +
                                               std::string(200, 'b') + "\nHello {{n}}\n");
-  for (const auto& [name, csv] : {std::pair{"faults", "main.csv"}, std::pair{"faults-tls", "required.csv"}}) {
-    test::write_file(root / (std::string(name) + ".toml"),
-                     std::string("id = \"") + name + "\"\nfrom = \"a@sender.test\"\ntemplate = \"template.eml\"\n"
-                     "recipients = \"" + csv + "\"\n[verp]\ndomain = \"b.sender.test\"\n");
-  }
+  for (const auto& [name, csv] : {std::pair{"faults", "main.csv"}, std::pair{"faults-tls", "required.csv"}})
+    test::write_campaign_toml(root / (std::string(name) + ".toml"), name, "a@sender.test", csv);
   // A retry an hour away: one attempt each, then `kurier send` returns.
   test::write_file(root / "shaping.toml",
                    "[default]\nconnections = 2\nmessages_per_connection = 100\nretry = [\"1h\"]\n");
@@ -197,9 +185,10 @@ TEST(FaultyPeers, EveryRecipientEndsDeferredOrBouncedAsTheFaultDictatesWithoutHa
                           "data_block_ms", "data_term_ms", "rset_ms", "quit_ms"})
     timeouts += std::string(key) + " = " + ms + "\n";
   auto config = [&](const std::string& tls) {
-    return "[queue]\npath = \"queue\"\n[dns]\nservers = [\"" + dns.server() + "\"]\n[smtp]\nport = " +
-           std::to_string(port) + "\ntls = \"" + tls + "\"\n" + timeouts +
-           "[shaping]\nfile = \"shaping.toml\"\n[verp]\nsecret = \"s\"\n";
+    test::SendConfig with_tls(dns.server(), port);
+    with_tls.smtp_keys = "tls = \"" + tls + "\"\n";
+    with_tls.tables = timeouts;
+    return test::send_config(with_tls);
   };
   test::write_file(root / "kurier.toml", config("opportunistic"));
   test::write_file(root / "kurier-required.toml", config("required"));

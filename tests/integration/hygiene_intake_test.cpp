@@ -10,6 +10,7 @@
 #include "queue/store.h"
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
@@ -32,9 +33,7 @@ TEST(HygieneIntake, SendRejectsAtIntakeReportsEveryRowAndDeliversTheRest) {
     store->suppress({"blocked@ok.test", "complaint", 1});
   }
   test::write_file(root / "template.eml", "From: a@sender.test\nSubject: Hi {{name}}\n\nHello {{name}}\n");
-  test::write_file(root / "campaign.toml",
-                   "id = \"hygiene\"\nfrom = \"News <news@sender.test>\"\ntemplate = \"template.eml\"\n"
-                   "recipients = \"recipients.csv\"\n[verp]\ndomain = \"b.sender.test\"\n");
+  test::write_campaign_toml(root / "campaign.toml", "hygiene", "News <news@sender.test>");
   test::write_file(root / "recipients.csv",
                    "email,name\n"
                    "anna@ok.test,Anna\n"
@@ -47,16 +46,14 @@ TEST(HygieneIntake, SendRejectsAtIntakeReportsEveryRowAndDeliversTheRest) {
                    "y@missing.test,Nxdomain\n"
                    "z@mailinator.com,Disposable\n"
                    "blocked@ok.test,Blocked\n");
-  test::write_file(root / "kurier.toml",
-                   "[queue]\npath = \"queue\"\n"
-                   "[dns]\nservers = [\"" + dns.server() + "\"]\ntimeout_ms = 500\n"
-                   "[smtp]\nhelo = \"mta.sender.test\"\nport = " + std::to_string(smtp_port) + "\n"
-                   "[verp]\nsecret = \"s\"\n");
+  test::SendConfig config(dns.server(), smtp_port);
+  config.dns_keys = "timeout_ms = 500\n";
+  config.smtp_keys = "helo = \"mta.sender.test\"\n";
+  config.shaping = false;
+  test::write_file(root / "kurier.toml", test::send_config(config));
 
   const auto kurier = test::binary("kurier").string();
-  auto sent = test::run({kurier, "send", (root / "campaign.toml").string(), "--config", (root / "kurier.toml").string(),
-                         "--wait", "--no-progress"},
-                        std::chrono::seconds(60));
+  auto sent = test::send_campaign(root, true, std::chrono::seconds(60));
   ASSERT_EQ(sent.exit_code, 0) << sent.out << sent.err;
   EXPECT_NE(sent.out.find("kurier: campaign hygiene: 10 recipients, 3 queued, 7 suppressed"), std::string::npos)
       << sent.out;
@@ -67,19 +64,14 @@ TEST(HygieneIntake, SendRejectsAtIntakeReportsEveryRowAndDeliversTheRest) {
       << sent.out;
   EXPECT_NE(sent.out.find("complete"), std::string::npos) << sent.out;
 
-  auto report = test::run({kurier, "report", "hygiene", "--format", "csv", "--config", (root / "kurier.toml").string()});
+  auto report = test::report_csv(root / "kurier.toml", "hygiene");
   ASSERT_EQ(report.exit_code, 0) << report.err;
   std::map<std::string, std::pair<std::string, std::string>> outcome;  // address -> state, reason
-  std::istringstream lines(report.out);
-  std::string line;
-  std::getline(lines, line);
+  const test::CsvRows csv_rows = test::split_csv(report.out);
   int rows = 0;
-  while (std::getline(lines, line)) {
-    std::vector<std::string> cols;
-    std::stringstream ss(line);
-    std::string col;
-    while (std::getline(ss, col, ',')) cols.push_back(col);
-    ASSERT_GE(cols.size(), 4u) << line;
+  for (std::size_t r = 0; r < csv_rows.fields.size(); ++r) {
+    const auto& cols = csv_rows.fields[r];
+    ASSERT_GE(cols.size(), 4u) << csv_rows.lines[r];
     outcome[cols[0]] = {cols[1], cols[3]};
     ++rows;
   }

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/ops/http_server.h"
-#include "tests/integration/serve_harness.h"
+#include "tests/integration/daemon_rig.h"
 
 namespace kurier {
 namespace {
@@ -53,7 +53,8 @@ std::map<std::string, double> query(const std::string& prometheus, const std::st
 TEST(PrometheusIntegration, ScrapedSeriesMatchTheRunsCounts) {
   const fs::path prometheus_bin = test::find_program("prometheus");
   ASSERT_FALSE(prometheus_bin.empty()) << "the Debian package 'prometheus' is required (scripts/install-deps.sh)";
-  test::ServeHarness h("127.0.6", "prm");
+  test::DaemonRig h(test::serve_options("127.0.6", "prm"));
+  h.start_serve();
 
   const std::uint16_t port = test::free_tcp_port();
   const std::string address = "127.0.0.1:" + std::to_string(port);
@@ -68,12 +69,12 @@ TEST(PrometheusIntegration, ScrapedSeriesMatchTheRunsCounts) {
   ASSERT_TRUE(test::wait_for_tcp("127.0.0.1", port, std::chrono::seconds(30))) << test::read_file(h.root() / "prometheus.log");
 
   constexpr int kPerDomain = 30;
-  auto submitted = h.submit(h.write_campaign("scraped", kPerDomain));
+  auto submitted = h.submit(h.write_campaign_with_unknowns("scraped", kPerDomain));
   ASSERT_EQ(submitted.exit_code, 0) << submitted.out << submitted.err << h.serve_log();
-  json status = h.wait_until_done("scraped", 4 * kPerDomain);
+  json status = h.await_done("scraped", 4 * kPerDomain);
 
   // Scrapes happen every second: poll until the last one saw the final figures.
-  const auto expected = h.expected(kPerDomain);
+  const auto expected = h.expected_with_unknowns(kPerDomain);
   std::map<std::string, double> delivered, bounced, up;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   auto matches = [&] {

@@ -14,6 +14,7 @@
 #include "queue/store.h"
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
@@ -118,11 +119,7 @@ TEST_F(ReplyPolicy, OpsBounceRulesClassifyDeliveryReplies) {
   auto store = queue::open_rocksdb_store((root_ / "queue").string());
   auto campaign = store->find_campaign("rp");
   ASSERT_TRUE(campaign);
-  std::map<std::string, queue::Status> status;
-  store->for_each_recipient(campaign->id, [&](const queue::Recipient& r) {
-    status[r.address] = r.status;
-    return true;
-  });
+  std::map<std::string, queue::Status> status = test::statuses_by_address(*store, campaign->id);
   ASSERT_EQ(status.size(), 3u);
   // The ops rule: the 5.1.1 with ACME's Q17 code is a full mailbox (soft).
   EXPECT_EQ(status["full@rp.test"].state, queue::State::bounced);

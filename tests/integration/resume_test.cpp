@@ -13,6 +13,7 @@
 
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
@@ -47,15 +48,12 @@ ResumeRun interrupted_then_resumed(int signal) {
   csv << "email,n\n";
   for (int i = 0; i < kRecipients; ++i) csv << "u" << i << "@r" << (i % 2 + 1) << ".test," << i << "\n";
   test::write_file(root / "recipients.csv", csv.str());
-  test::write_file(root / "campaign.toml",
-                   "id = \"resume\"\nfrom = \"a@sender.test\"\ntemplate = \"template.eml\"\n"
-                   "recipients = \"recipients.csv\"\n[verp]\ndomain = \"b.sender.test\"\n");
+  test::write_campaign_toml(root / "campaign.toml", "resume", "a@sender.test");
   test::write_file(root / "shaping.toml", "[default]\nconnections = 4\nmessages_per_connection = 1000\n");
-  test::write_file(root / "kurier.toml", "[queue]\npath = \"queue\"\n[dns]\nservers = [\"" + dns.server() +
-                                             "\"]\n[smtp]\nport = " + std::to_string(port) +
-                                             "\ntls = \"disabled\"\n[shaping]\nfile = \"shaping.toml\"\n"
-                                             "[engine]\nwindow = " + std::to_string(kWindow) +
-                                             "\n[verp]\nsecret = \"s\"\n");
+  test::SendConfig config(dns.server(), port);
+  config.smtp_keys = "tls = \"disabled\"\n";
+  config.tables = "[engine]\nwindow = " + std::to_string(kWindow) + "\n";
+  test::write_file(root / "kurier.toml", test::send_config(config));
   const std::vector<std::string> send = {test::binary("kurier").string(), "send", (root / "campaign.toml").string(),
                                          "--config", (root / "kurier.toml").string(), "--no-progress"};
   {
@@ -82,8 +80,7 @@ ResumeRun interrupted_then_resumed(int signal) {
   EXPECT_NE(second.out.find("already queued"), std::string::npos) << second.out;
 
   ResumeRun run;
-  auto report = test::run({test::binary("kurier").string(), "report", "resume", "--format", "csv", "--config",
-                           (root / "kurier.toml").string()});
+  auto report = test::report_csv(root / "kurier.toml", "resume");
   std::istringstream lines(report.out);
   std::string line;
   std::getline(lines, line);

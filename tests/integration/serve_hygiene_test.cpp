@@ -9,15 +9,17 @@
 #include <map>
 
 #include "queue/store.h"
-#include "tests/integration/serve_harness.h"
+#include "tests/integration/daemon_rig.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
 namespace fs = std::filesystem;
 
 TEST(ServeHygiene, SubmitChecksMailHostsLikeSend) {
-  test::ServeHarness h("127.0.8", "hyg");
-  const fs::path campaign = h.write_campaign("hygiene", 1);
+  test::DaemonRig h(test::serve_options("127.0.8", "hyg"));
+  h.start_serve();
+  const fs::path campaign = h.write_campaign_with_unknowns("hygiene", 1);
   const std::string& live = h.domains()[0];
   // nowhere-hyg.test is NXDOMAIN in the harness's dnsmasq (local=/test/): only a DNS
   // lookup at intake can tell; its syntax is fine.
@@ -28,17 +30,13 @@ TEST(ServeHygiene, SubmitChecksMailHostsLikeSend) {
   ASSERT_EQ(submitted.exit_code, 0) << submitted.out << submitted.err << h.serve_log();
   EXPECT_NE(submitted.out.find("campaign hygiene submitted: 4 recipients, 3 queued, 1 suppressed"), std::string::npos)
       << submitted.out;
-  h.wait_until_done("hygiene", 4);
+  h.await_done("hygiene", 4);
 
-  ASSERT_EQ(WEXITSTATUS(h.stop_serve()), 0) << h.serve_log();
+  ASSERT_EQ(WEXITSTATUS(h.stop_serve(SIGTERM)), 0) << h.serve_log();
   auto store = queue::open_rocksdb_store((h.root() / "queue").string());
   auto c = store->find_campaign("hygiene");
   ASSERT_TRUE(c);
-  std::map<std::string, queue::Status> status;
-  store->for_each_recipient(c->id, [&](const queue::Recipient& r) {
-    status[r.address] = r.status;
-    return true;
-  });
+  std::map<std::string, queue::Status> status = test::statuses_by_address(*store, c->id);
   ASSERT_EQ(status.size(), 4u);
   EXPECT_EQ(status["x@nowhere-hyg.test"].state, queue::State::suppressed);
   EXPECT_EQ(status["x@nowhere-hyg.test"].reason, "no_mail_host");

@@ -15,7 +15,7 @@
 
 #include "engine/ops/http_server.h"
 #include "queue/store.h"
-#include "tests/integration/serve_harness.h"
+#include "tests/integration/daemon_rig.h"
 
 namespace kurier {
 namespace {
@@ -29,7 +29,8 @@ const json* find_by(const json& rows, const char* key, const std::string& value)
 }
 
 TEST(ServeIntegration, SubmittedCampaignsAreDeliveredAndReportedLive) {
-  test::ServeHarness h("127.0.5", "srv");
+  test::DaemonRig h(test::serve_options("127.0.5", "srv"));
+  h.start_serve();
   constexpr int kPerDomain = 40;
 
   // The generated token: in the queue dir, owner-only.
@@ -40,22 +41,22 @@ TEST(ServeIntegration, SubmittedCampaignsAreDeliveredAndReportedLive) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 
   // The changing endpoint refuses requests without the token, or with a wrong one.
-  const std::string body = json{{"campaign", h.write_campaign("sneaky", 1).string()}}.dump();
+  const std::string body = json{{"campaign", h.write_campaign_with_unknowns("sneaky", 1).string()}}.dump();
   EXPECT_EQ(engine::http_call(h.http_address(), "POST", "/api/campaigns", body).status, 401);
   EXPECT_EQ(engine::http_call(h.http_address(), "POST", "/api/campaigns", body, "wrong-token").status, 401);
 
   // Two campaigns, one after the other, to the running daemon.
   const std::uint64_t total = 4 * kPerDomain;
-  auto first = h.submit(h.write_campaign("first", kPerDomain));
+  auto first = h.submit(h.write_campaign_with_unknowns("first", kPerDomain));
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err << h.serve_log();
   EXPECT_NE(first.out.find("campaign first submitted: 160 recipients, 160 queued"), std::string::npos) << first.out;
-  h.wait_until_done("first", total);
-  auto second = h.submit(h.write_campaign("second", kPerDomain));
+  h.await_done("first", total);
+  auto second = h.submit(h.write_campaign_with_unknowns("second", kPerDomain));
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
-  json status = h.wait_until_done("second", total);
+  json status = h.await_done("second", total);
 
   // Per campaign: the counts the sink script and DNS dictate.
-  const auto expected = h.expected(kPerDomain);
+  const auto expected = h.expected_with_unknowns(kPerDomain);
   std::uint64_t want_delivered = 0, want_bounced = 0;
   for (const auto& [domain, e] : expected) {
     want_delivered += e.delivered;
@@ -114,7 +115,7 @@ TEST(ServeIntegration, SubmittedCampaignsAreDeliveredAndReportedLive) {
 
   // Bad input is reported by the daemon's intake with file, line and field; exit 2;
   // nothing of it is queued.
-  const fs::path bad = h.write_campaign("bad", 2);
+  const fs::path bad = h.write_campaign_with_unknowns("bad", 2);
   test::write_file(bad.parent_path() / "recipients.csv", "email,first_name\nuser1@a-srv.test,A\nuser2@a-srv.test\n");
   auto rejected = h.submit(bad);
   EXPECT_EQ(rejected.exit_code, 2) << rejected.out << rejected.err;
@@ -122,7 +123,7 @@ TEST(ServeIntegration, SubmittedCampaignsAreDeliveredAndReportedLive) {
   EXPECT_EQ(find_by(h.status()["campaigns"], "campaign", "bad"), nullptr);
 
   // SIGTERM: graceful stop, exit 0; the queue is released and holds every outcome.
-  int wait_status = h.stop_serve();
+  int wait_status = h.stop_serve(SIGTERM);
   ASSERT_TRUE(WIFEXITED(wait_status)) << wait_status;
   EXPECT_EQ(WEXITSTATUS(wait_status), 0) << h.serve_log();
   {

@@ -22,6 +22,7 @@
 #include "queue/store.h"
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
+#include "tests/integration/campaign_files.h"
 
 namespace kurier {
 namespace {
@@ -40,40 +41,26 @@ struct CampaignRun {
     csv << "email,n\n";
     for (std::size_t i = 0; i < recipients.size(); ++i) csv << recipients[i] << "," << i << "\n";
     test::write_file(root / "recipients.csv", csv.str());
-    test::write_file(root / "campaign.toml", "id = \"" + id +
-                                                 "\"\nfrom = \"a@sender.test\"\ntemplate = \"template.eml\"\n"
-                                                 "recipients = \"recipients.csv\"\n[verp]\ndomain = \"b.sender.test\"\n");
+    test::write_campaign_toml(root / "campaign.toml", id, "a@sender.test");
   }
   void write_config(const test::Dnsmasq& dns, std::uint16_t port, const std::string& shaping,
-                    const std::string& extra = "") const {
+                    const std::string& tables = "") const {
     test::write_file(root / "shaping.toml", shaping);
-    test::write_file(root / "kurier.toml", "[queue]\npath = \"queue\"\n[dns]\nservers = [\"" + dns.server() +
-                                               "\"]\n[smtp]\nport = " + std::to_string(port) +
-                                               "\ntls = \"disabled\"\n" + extra +
-                                               "[shaping]\nfile = \"shaping.toml\"\n[verp]\nsecret = \"s\"\n");
+    test::SendConfig config(dns.server(), port);
+    config.smtp_keys = "tls = \"disabled\"\n";
+    config.tables = tables;
+    test::write_file(root / "kurier.toml", test::send_config(config));
   }
   test::RunResult send(bool wait, std::chrono::seconds timeout = std::chrono::seconds(120)) const {
-    std::vector<std::string> argv = {test::binary("kurier").string(), "send", (root / "campaign.toml").string(),
-                                     "--config", (root / "kurier.toml").string(), "--no-progress"};
-    if (wait) argv.push_back("--wait");
-    return test::run(argv, timeout);
+    return test::send_campaign(root, wait, timeout);
   }
   // recipient -> {state, reason, attempts}, from `kurier report --format csv`.
   std::map<std::string, std::vector<std::string>> report() const {
-    auto r = test::run({test::binary("kurier").string(), "report", id, "--format", "csv", "--config",
-                        (root / "kurier.toml").string()});
+    auto r = test::report_csv(root / "kurier.toml", id);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::map<std::string, std::vector<std::string>> out;
-    std::istringstream lines(r.out);
-    std::string line;
-    std::getline(lines, line);  // header
-    while (std::getline(lines, line)) {
-      std::vector<std::string> cols;
-      std::stringstream ss(line);
-      std::string col;
-      while (std::getline(ss, col, ',')) cols.push_back(col);
+    for (const auto& cols : test::split_csv(r.out).fields)
       if (cols.size() >= 8) out[cols[0]] = {cols[1], cols[3], cols[7]};
-    }
     return out;
   }
 };
@@ -84,11 +71,24 @@ std::map<std::string, int> count_states(const std::map<std::string, std::vector<
   return n;
 }
 
+// Each test's directory and the SMTP port its sink (and any blackhole) listens on.
 class ThrottleIntegration : public ::testing::Test {
  protected:
   void SetUp() override {
     if (test::find_program("dnsmasq").empty()) FAIL() << "dnsmasq is required (scripts/install-deps.sh)";
   }
+
+  // Starts kurier-sink with `args`, listening on `ip` at the test's port; its log goes
+  // to sink.log in the test's directory.
+  ChildProcess start_sink(std::vector<std::string> args, const std::string& ip) const {
+    std::vector<std::string> argv = {test::binary("kurier-sink").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--listen", ip + ":" + std::to_string(port_)});
+    return ChildProcess(argv, dir_.path() / "sink.log");
+  }
+
+  TempDir dir_;
+  const std::uint16_t port_ = test::free_tcp_port();
 };
 
 // The sink allows 5 parallel connections and 50 MAIL commands per second on its address
@@ -109,17 +109,14 @@ class ThrottleIntegration : public ::testing::Test {
 TEST_F(ThrottleIntegration, ProviderSharedByThreeDomainsSlowsDownToTheSinkLimits) {
   constexpr int kPerDomain = 150;
   constexpr std::size_t kReactionWindow = 6;  // seconds
-  TempDir dir;
-  CampaignRun run{dir.path(), "throttle"};
-  const std::uint16_t port = test::free_tcp_port();
+  CampaignRun run{dir_.path(), "throttle"};
   test::Dnsmasq dns({"mx-host=p1.test,mx1.prov.test,10", "mx-host=p2.test,mx2.prov.test,10",
                      "mx-host=p3.test,mx3.prov.test,10", "host-record=mx1.prov.test,127.0.6.1",
                      "host-record=mx2.prov.test,127.0.6.1", "host-record=mx3.prov.test,127.0.6.1", "local=/test/"});
   test::write_file(run.root / "sink.toml", "max_connections = 5\nmax_messages_per_second = 50\n");
-  ChildProcess sink({test::binary("kurier-sink").string(), "--script", (run.root / "sink.toml").string(), "--stats",
-                     (run.root / "stats.json").string(), "--listen", "127.0.6.1:" + std::to_string(port)},
-                    run.root / "sink.log");
-  ASSERT_TRUE(test::wait_for_tcp("127.0.6.1", port, std::chrono::seconds(10)));
+  ChildProcess sink = start_sink(
+      {"--script", (run.root / "sink.toml").string(), "--stats", (run.root / "stats.json").string()}, "127.0.6.1");
+  ASSERT_TRUE(test::wait_for_tcp("127.0.6.1", port_, std::chrono::seconds(10)));
 
   std::vector<std::string> recipients;
   for (int i = 0; i < kPerDomain; ++i)
@@ -128,7 +125,7 @@ TEST_F(ThrottleIntegration, ProviderSharedByThreeDomainsSlowsDownToTheSinkLimits
   // The reaction rules are the built-in ones ("too many connections", "rate limit");
   // a long hold and recovery interval keep kurier from probing upwards again during
   // the test, so the tail shows the slowed state only.
-  run.write_config(dns, port,
+  run.write_config(dns, port_,
                    "[default]\nretry = [\"1s\"]\nmax_age = \"10m\"\n"
                    "[provider.prov]\nmatch_mx = [\"*.prov.test\"]\nconnections = 20\nrate = \"180/s\"\n"
                    "messages_per_connection = 1000\nrecovery_interval = \"10m\"\n"
@@ -201,17 +198,13 @@ class Blackhole {
 
 TEST_F(ThrottleIntegration, DeadMxDoesNotStallOtherDomains) {
   constexpr int kGreetingTimeoutMs = 8000;
-  TempDir dir;
-  CampaignRun run{dir.path(), "deadmx"};
-  const std::uint16_t port = test::free_tcp_port();
+  CampaignRun run{dir_.path(), "deadmx"};
   test::Dnsmasq dns({"mx-host=ok1.test,mx.ok1.test,10", "host-record=mx.ok1.test,127.0.6.2",
                      "mx-host=ok2.test,mx.ok2.test,10", "host-record=mx.ok2.test,127.0.6.2",
                      "mx-host=dead.test,mx.dead.test,10", "host-record=mx.dead.test,127.0.6.9", "local=/test/"});
-  Blackhole dead("127.0.6.9", port);
-  ChildProcess sink({test::binary("kurier-sink").string(), "--stats", (run.root / "stats.json").string(), "--listen",
-                     "127.0.6.2:" + std::to_string(port)},
-                    run.root / "sink.log");
-  ASSERT_TRUE(test::wait_for_tcp("127.0.6.2", port, std::chrono::seconds(10)));
+  Blackhole dead("127.0.6.9", port_);
+  ChildProcess sink = start_sink({"--stats", (run.root / "stats.json").string()}, "127.0.6.2");
+  ASSERT_TRUE(test::wait_for_tcp("127.0.6.2", port_, std::chrono::seconds(10)));
   std::vector<std::string> recipients;
   for (int i = 0; i < 100; ++i) {
     recipients.push_back("d" + std::to_string(i) + "@dead.test");  // dead first: it is dispatched first
@@ -219,7 +212,7 @@ TEST_F(ThrottleIntegration, DeadMxDoesNotStallOtherDomains) {
     recipients.push_back("b" + std::to_string(i) + "@ok2.test");
   }
   run.write_campaign(recipients);
-  run.write_config(dns, port, "[default]\nconnections = 5\nretry = [\"5m\"]\n",
+  run.write_config(dns, port_, "[default]\nconnections = 5\nretry = [\"5m\"]\n",
                    "[smtp.timeouts]\nconnect_ms = 2000\ngreeting_ms = " + std::to_string(kGreetingTimeoutMs) + "\n");
   const auto started = std::chrono::steady_clock::now();
   auto sent = run.send(false);
@@ -253,9 +246,7 @@ TEST_F(ThrottleIntegration, DeadMxDoesNotStallOtherDomains) {
 }
 
 TEST_F(ThrottleIntegration, DeferredRecipientsKeepTheirScheduleAcrossRestartsAndExpire) {
-  TempDir dir;
-  CampaignRun run{dir.path(), "restart"};
-  const std::uint16_t port = test::free_tcp_port();
+  CampaignRun run{dir_.path(), "restart"};
   test::Dnsmasq dns({"mx-host=r.test,mx.r.test,10", "host-record=mx.r.test,127.0.6.3", "local=/test/"});
   test::write_file(run.root / "sink.toml", R"(
 [[rule]]
@@ -268,10 +259,8 @@ stage = "rcpt"
 match = "never*"
 reply = "451 4.3.0 <{rcpt}>: Temporary local problem"
 )");
-  ChildProcess sink({test::binary("kurier-sink").string(), "--script", (run.root / "sink.toml").string(), "--listen",
-                     "127.0.6.3:" + std::to_string(port)},
-                    run.root / "sink.log");
-  ASSERT_TRUE(test::wait_for_tcp("127.0.6.3", port, std::chrono::seconds(10)));
+  ChildProcess sink = start_sink({"--script", (run.root / "sink.toml").string()}, "127.0.6.3");
+  ASSERT_TRUE(test::wait_for_tcp("127.0.6.3", port_, std::chrono::seconds(10)));
   std::vector<std::string> recipients;
   for (int i = 0; i < 5; ++i) {
     recipients.push_back("later" + std::to_string(i) + "@r.test");
@@ -279,7 +268,7 @@ reply = "451 4.3.0 <{rcpt}>: Temporary local problem"
     recipients.push_back("now" + std::to_string(i) + "@r.test");
   }
   run.write_campaign(recipients);
-  run.write_config(dns, port, "[default]\nretry = [\"3s\", \"60m\"]\nmax_age = \"7s\"\n");
+  run.write_config(dns, port_, "[default]\nretry = [\"3s\", \"60m\"]\nmax_age = \"7s\"\n");
 
   // First process: sends once and returns (no --wait) with the 4xx ones deferred.
   auto first = run.send(false);
