@@ -38,9 +38,9 @@ std::string_view to_string(Kind);
 
 // The classification of one failure. `reason` is Sisimai's vocabulary (userunknown,
 // mailboxfull, blocked, ...; "delivered" for 2xx, "undefined" when nothing matched);
-// `category` is hard | soft | block | other (DESIGN.md "Categories and reasons");
+// `category` is hard | soft | block | other (docs/DESIGN.md "Categories and reasons");
 // `hard` says the address itself is bad and must be suppressed at once.
-struct Verdict {
+struct Diagnosis {
   std::string reason;
   std::string category;
   bool hard = false;
@@ -77,14 +77,14 @@ class Rules {
   static Rules parse_text(std::string_view toml_text, const std::string& origin);
 
   // An inline SMTP reply: code (e.g. 550), enhanced code ("5.1.1" or ""), text.
-  Verdict classify(int code, std::string_view enhanced, std::string_view text) const;
+  Diagnosis classify(int code, std::string_view enhanced, std::string_view text) const;
   // A DSN's Status field ("5.1.1", may be "" or malformed) plus its diagnostic text
   // (e.g. "smtp; 550 5.1.1 <a@b>: Recipient address rejected"); the reply code and
   // the enhanced code inside the diagnostic are used when more specific.
-  Verdict classify_status(std::string_view status, std::string_view diagnostic) const;
+  Diagnosis classify_status(std::string_view status, std::string_view diagnostic) const;
 
   // The category and hard flag of a reason ("other"/false for an unknown reason).
-  Verdict verdict_for(std::string_view reason) const;
+  Diagnosis verdict_for(std::string_view reason) const;
 
   Rules(Rules&&) noexcept;
   Rules& operator=(Rules&&) noexcept;
@@ -104,7 +104,7 @@ struct RecipientReport {
   std::string reply;       // diagnostic text, e.g. "550 5.1.1 <x@y>: Recipient address rejected" or ""
   std::string remote_mta;  // or ""
   std::string action;      // DSN Action: failed|delayed|delivered|relayed|expanded or ""
-  Verdict verdict;
+  Diagnosis verdict;
 };
 
 // A parsed inbound message.

@@ -97,7 +97,7 @@ struct Rules::Impl {
 
   const StatusEntry* find_status(std::string_view enhanced) const;
   std::string decide(int code, std::string_view enhanced, const std::string& lowered) const;
-  Verdict verdict(const std::string& reason, bool permanent) const;
+  Diagnosis verdict(const std::string& reason, bool permanent) const;
 };
 
 namespace {
@@ -315,8 +315,8 @@ std::string Rules::Impl::decide(int code, std::string_view enhanced, const std::
   return "undefined";
 }
 
-Verdict Rules::Impl::verdict(const std::string& reason, bool permanent) const {
-  Verdict v;
+Diagnosis Rules::Impl::verdict(const std::string& reason, bool permanent) const {
+  Diagnosis v;
   v.reason = reason;
   auto it = reasons.find(reason);
   if (it == reasons.end()) {
@@ -357,13 +357,13 @@ Rules Rules::load(const std::filesystem::path& extra_file) {
   return Rules(std::move(impl));
 }
 
-Verdict Rules::classify(int code, std::string_view enhanced, std::string_view text) const {
+Diagnosis Rules::classify(int code, std::string_view enhanced, std::string_view text) const {
   const std::string lowered = normalize_reply_text(text);
   const bool permanent = (code >= 500 && code < 600) || (!enhanced.empty() && enhanced[0] == '5');
   return impl_->verdict(impl_->decide(code, enhanced, lowered), permanent);
 }
 
-Verdict Rules::classify_status(std::string_view status, std::string_view diagnostic) const {
+Diagnosis Rules::classify_status(std::string_view status, std::string_view diagnostic) const {
   const ReplyParts parts = scan_reply(diagnostic);
   std::string_view enhanced = trim(status);
   if (!split_status(enhanced)) enhanced = {};
@@ -377,7 +377,7 @@ Verdict Rules::classify_status(std::string_view status, std::string_view diagnos
   return impl_->verdict(impl_->decide(code, enhanced, lowered), permanent);
 }
 
-Verdict Rules::verdict_for(std::string_view reason) const {
+Diagnosis Rules::verdict_for(std::string_view reason) const {
   return impl_->verdict(std::string(reason), true);
 }
 

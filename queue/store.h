@@ -91,7 +91,7 @@ struct Campaign {
   std::uint32_t recipient_count = 0;  // set by commit()
 };
 
-// Later events attach to a recipient after its outcome (DESIGN.md "Recipient
+// Later events attach to a recipient after its outcome (docs/DESIGN.md "Recipient
 // states"). They never change the state: a late bounce leaves a delivered recipient
 // `delivered` (the MX did say 250, and reports count deliveries by the MX's answer)
 // and shows as its latest event instead. A distinct state was rejected: it would

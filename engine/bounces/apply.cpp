@@ -63,7 +63,7 @@ Record late_bounce(const bounce::Message& message, const std::string& address, s
   Record r;
   r.event.kind = queue::EventKind::late_bounce;
   const auto* report = report_for(message, address);
-  bounce::Verdict verdict = report ? report->verdict : bounce::Verdict{"undefined", "other", false};
+  bounce::Diagnosis verdict = report ? report->verdict : bounce::Diagnosis{"undefined", "other", false};
   if (verdict.reason.empty()) verdict.reason = "undefined";
   if (verdict.category.empty()) verdict.category = verdict.hard ? "hard" : "other";
   r.event.category = verdict.category;

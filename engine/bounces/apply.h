@@ -1,6 +1,6 @@
 // Applies inbound mail, once bounce/ has parsed it, to the queue: the VERP token in
 // the message names the campaign and recipient; the message's kind decides what is
-// recorded (DESIGN.md "Recipient states": later events attach to a recipient):
+// recorded (docs/DESIGN.md "Recipient states": later events attach to a recipient):
 //
 //   bounce   -> late_bounce event; hard: the address is suppressed at once,
 //               soft: one more soft bounce in a row (suppressed at [bounce] soft_limit)

@@ -1,6 +1,6 @@
 // `kurier bounce classify FILE... [--config kurier.toml]`: parses each message
 // (bounce/bounce.h) and prints one JSON line per recipient found, or one per message
-// when it names none (DESIGN.md "CLI"). Main thread; reads files only, never the queue.
+// when it names none (docs/DESIGN.md "CLI"). Main thread; reads files only, never the queue.
 // Returns the exit status: 0 done; bad input (an unreadable FILE, a bad kurier.toml or
 // rules file) throws InputError naming the file, so the CLI exits 2.
 #pragma once

@@ -1,4 +1,4 @@
-// The kurier command line (DESIGN.md "CLI"): registers every subcommand (commands.h),
+// The kurier command line (docs/DESIGN.md "CLI"): registers every subcommand (commands.h),
 // lets CLI11 parse, runs the chosen one. Main thread. Exit 0 success, 1 runtime
 // failure, 2 bad input (a parse error, or an InputError from the command).
 #include <csignal>

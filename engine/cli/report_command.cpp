@@ -27,7 +27,7 @@ struct ReportOptions {
 };
 
 void report_csv(queue::Store& store, const queue::Campaign& campaign) {
-  // Exactly DESIGN.md's columns (a stable format); later events are in text and JSON.
+  // Exactly docs/DESIGN.md's columns (a stable format); later events are in text and JSON.
   std::cout << "recipient,state,category,reason,code,enhanced,mx,attempts,last_attempt\n";
   store.for_each_recipient(campaign.id, [&](const queue::Recipient& r) {
     const auto& s = r.status;

@@ -35,7 +35,7 @@ Classification classify_reply(int code, std::string_view enhanced, std::string_v
     return result;
   }
   result.disposition = code >= 500 ? Disposition::bounced : Disposition::deferred;
-  const bounce::Verdict verdict = rules.classify(code, enhanced, text);
+  const bounce::Diagnosis verdict = rules.classify(code, enhanced, text);
   result.reason = verdict.reason;
   result.category = bounce::category_from(verdict.category);
   if (result.disposition == Disposition::deferred) {

@@ -26,7 +26,7 @@ class InlineReply : public ::testing::TestWithParam<Case> {};
 
 TEST_P(InlineReply, GetsReasonCategoryAndHardFlag) {
   const Case& c = GetParam();
-  const Verdict v = Rules::builtin().classify(c.code, c.enhanced, c.text);
+  const Diagnosis v = Rules::builtin().classify(c.code, c.enhanced, c.text);
   EXPECT_EQ(v.reason, c.reason) << c.code << " " << c.enhanced << " " << c.text;
   EXPECT_EQ(v.category, c.category) << c.text;
   EXPECT_EQ(v.hard, c.hard) << c.text;
@@ -93,7 +93,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{599, "", "???", "undefined", "other", false}));
 
 TEST(ClassifyStatus, PrefersTheServersCodeOverAClassOnlyStatus) {
-  const Verdict v = Rules::builtin().classify_status("5.0.0", "smtp; 550 5.1.1 <a@b.example>... User Unknown");
+  const Diagnosis v = Rules::builtin().classify_status("5.0.0", "smtp; 550 5.1.1 <a@b.example>... User Unknown");
   EXPECT_EQ(v.reason, "userunknown");
   EXPECT_TRUE(v.hard);
 }
@@ -106,14 +106,14 @@ TEST(ClassifyStatus, UsesTheStatusWhenTheDiagnosticIsSilent) {
 
 TEST(ClassifyStatus, TemporaryNotacceptIsNotHard) {
   EXPECT_TRUE(Rules::builtin().classify_status("5.1.10", "").hard);
-  const Verdict temporary = Rules::builtin().classify_status("4.1.10", "");
+  const Diagnosis temporary = Rules::builtin().classify_status("4.1.10", "");
   EXPECT_EQ(temporary.reason, "notaccept");
   EXPECT_FALSE(temporary.hard);
   EXPECT_EQ(temporary.category, "soft");
 }
 
 TEST(ClassifyStatus, PostfixConnectionTimeoutIsExpired) {
-  const Verdict v = Rules::builtin().classify_status(
+  const Diagnosis v = Rules::builtin().classify_status(
       "4.4.1", "X-Postfix; connect to mx.example.org[192.0.2.1]:25: Connection timed out");
   EXPECT_EQ(v.reason, "expired");
   EXPECT_FALSE(v.hard);

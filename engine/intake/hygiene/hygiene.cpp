@@ -160,7 +160,7 @@ CharSet parse_charset(std::string_view spec) {
   return set;
 }
 
-struct ProviderRule {
+struct ProviderSyntaxRule {
   std::string name;
   std::vector<std::string> domains;
   std::size_t min_length = 1;
@@ -190,14 +190,14 @@ struct ProviderRule {
   }
 };
 
-std::vector<ProviderRule> parse_provider_rules(std::string_view text, const std::string& file) {
+std::vector<ProviderSyntaxRule> parse_provider_rules(std::string_view text, const std::string& file) {
   toml::table root;
   try {
     root = toml::parse(text, file);
   } catch (const toml::parse_error& e) {
     throw InputError(file, e.source().begin.line, "", std::string(e.description()));
   }
-  std::vector<ProviderRule> rules;
+  std::vector<ProviderSyntaxRule> rules;
   reject_unknown_keys(root, {"provider"}, {file, ""});
   const toml::node* providers = root.get("provider");
   if (!providers) return rules;
@@ -211,7 +211,7 @@ std::vector<ProviderRule> parse_provider_rules(std::string_view text, const std:
                         {"name", "domains", "min_length", "max_length", "allowed", "first", "last", "no_repeat",
                          "ignore", "subaddress", "max_count"},
                         {file, "provider", true});
-    ProviderRule rule;
+    ProviderSyntaxRule rule;
     auto text_of = [&](std::string_view key) -> std::optional<std::string> {
       const toml::node* node = t->get(key);
       if (!node) return std::nullopt;
@@ -356,14 +356,14 @@ struct Hygiene::Lists {
   std::vector<std::vector<std::string>> trap_phrases;  // "abuse-test": words in a row
   std::vector<std::string> typo_targets;
   StringSet known_domains;  // never typo suspects themselves
-  std::vector<ProviderRule> providers;
+  std::vector<ProviderSyntaxRule> providers;
   StringMap<std::size_t> provider_of;  // domain -> index
 };
 
 struct Hygiene::DomainFacts {
   bool disposable = false;
   std::string typo_target;                 // "" if none
-  const ProviderRule* provider = nullptr;  // rules of the domain's provider
+  const ProviderSyntaxRule* provider = nullptr;  // rules of the domain's provider
 };
 
 Hygiene::Hygiene(HygieneOptions options) : options_(std::move(options)) {
@@ -400,7 +400,7 @@ Hygiene::Hygiene(HygieneOptions options) : options_(std::move(options)) {
     auto extra = parse_provider_rules(read_list_file(*options_.provider_syntax_file), options_.provider_syntax_file->string());
     for (auto& rule : extra) {
       auto same = std::find_if(lists->providers.begin(), lists->providers.end(),
-                               [&](const ProviderRule& r) { return r.name == rule.name; });
+                               [&](const ProviderSyntaxRule& r) { return r.name == rule.name; });
       if (same != lists->providers.end()) *same = std::move(rule);
       else lists->providers.push_back(std::move(rule));
     }

@@ -158,7 +158,7 @@ TEST_F(BounceCli, IngestsAnMboxAndAMaildirAndPrintsTheSummary) {
   r = kurier({"report", "c1", "--format", "csv"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
-            "recipient,state,category,reason,code,enhanced,mx,attempts,last_attempt");  // DESIGN.md, stable
+            "recipient,state,category,reason,code,enhanced,mx,attempts,last_attempt");  // docs/DESIGN.md, stable
   EXPECT_NE(r.out.find("\nr1@x.test,queued,,,,,,0,\n"), std::string::npos) << r.out;
   r = kurier({"report", "c1", "--format", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

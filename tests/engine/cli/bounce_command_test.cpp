@@ -1,4 +1,4 @@
-// `kurier bounce classify`: the JSON line shape of DESIGN.md, VERP decoding with the
+// `kurier bounce classify`: the JSON line shape of docs/DESIGN.md, VERP decoding with the
 // configured secret (a forged token gives null), the extra rules file, and bad input
 // (unreadable file, bad rules file) ending in exit 2 with the file named.
 #include <gtest/gtest.h>
@@ -53,7 +53,7 @@ TEST(BounceClassifyCommand, PrintsOneLinePerRecipientWithDecodedVerp) {
   const auto lines = lines_of(text);
   ASSERT_EQ(lines.size(), 3U) << text;
 
-  // Exactly DESIGN.md's keys, in its order.
+  // Exactly docs/DESIGN.md's keys, in its order.
   EXPECT_EQ(text.substr(0, text.find('\n')).find("{\"file\":"), 0U);
   std::vector<std::string> keys;
   for (auto it = lines[0].begin(); it != lines[0].end(); ++it) keys.push_back(it.key());
