@@ -65,7 +65,7 @@ struct Delivery::Impl final : OutcomeSink {
   // Before the workers: sessions update their series until the workers are gone.
   Metrics metrics;
   // Limits per destination key, shared by every worker (engine/delivery/shaping/shaping.h).
-  Shaper shaper{config.shaping};
+  Shaper shaper{config.shaping, clock};
   std::atomic<bool> stopping{false};
   std::atomic<bool> failed{false};
   std::atomic<std::uint64_t> delivered{0}, deferred{0}, bounced{0}, expired{0}, sessions{0}, messages_sent{0};

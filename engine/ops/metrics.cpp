@@ -7,13 +7,10 @@
 #include <chrono>
 #include <cstdio>
 
+#include "engine/core/clock.h"
+
 namespace kurier::engine {
 namespace {
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 void add_traffic(SeriesSnapshot& sum, const SeriesSnapshot& part) {
   sum.queued += part.queued;
@@ -180,7 +177,7 @@ SeriesSnapshot Series::snapshot() const {
   return s;
 }
 
-Metrics::Metrics() : started_ms_(now_ms()) {}
+Metrics::Metrics() : started_ms_(system_now_ms()) {}
 
 Series& Metrics::domain(std::string_view name) {
   std::lock_guard lock(mutex_);
@@ -205,7 +202,7 @@ void Metrics::link_provider(Series& domain, const Series& provider) {
 
 MetricsSnapshot Metrics::snapshot() const {
   MetricsSnapshot out;
-  out.taken_ms = now_ms();
+  out.taken_ms = system_now_ms();
   out.started_ms = started_ms_;
   {
     std::lock_guard lock(mutex_);

@@ -300,7 +300,7 @@ void Throttle::publish() {
 
 // --- Shaper -----------------------------------------------------------------
 
-Shaper::Shaper(ShapingRules rules) : rules_(std::move(rules)) {}
+Shaper::Shaper(ShapingRules rules, Clock clock) : rules_(std::move(rules)), clock_(std::move(clock)) {}
 
 bool Shaper::needs_mx(std::string_view domain) const {
   if (!rules_.uses_mx()) return false;
@@ -341,8 +341,7 @@ std::shared_ptr<Throttle> Shaper::throttle_for(std::string_view domain, const st
   if (on_new_) on_new_(*created);
   if (++created_since_sweep_ >= kSweepEvery) {
     created_since_sweep_ = 0;
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto now_ms = clock_();
     for (auto it = throttles_.begin(); it != throttles_.end();) {
       auto s = it->second.use_count() == 1 ? it->second->snapshot(now_ms) : ThrottleSnapshot{};
       const bool idle = it->second.use_count() == 1 && s.provider.empty() && s.connections_open == 0 &&

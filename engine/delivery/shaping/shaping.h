@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/core/clock.h"
 #include "smtp/client.h"
 
 namespace kurier::engine {
@@ -210,7 +211,8 @@ class Throttle {
 // The routing of domains to keys and the table of live throttles.
 class Shaper {
  public:
-  explicit Shaper(ShapingRules rules);
+  // `clock` dates the sweep of idle throttles; every other time comes from the caller.
+  explicit Shaper(ShapingRules rules, Clock clock = system_now_ms);
 
   // True when the domain's key can only be known from its MX hosts (no domain rule
   // matches it and some provider matches by MX).
@@ -233,6 +235,7 @@ class Shaper {
 
  private:
   ShapingRules rules_;
+  Clock clock_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Throttle>> throttles_;
   std::function<void(Throttle&)> on_new_;
