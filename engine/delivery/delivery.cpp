@@ -51,6 +51,9 @@ struct Delivery::Impl final : OutcomeSink {
       : store(store_in), config(config_in), clock(std::move(clock_in)), dispatchers(std::move(dispatchers_in)) {}
 
   void run(const std::function<bool()>& done);
+  void start();  // workers and the result writer
+  void feed(const std::function<bool()>& done);
+  void shut_down();
   void dispatch(queue::Recipient&& recipient);
   std::shared_ptr<const CampaignContext> context_for(queue::CampaignId id);
   void report(queue::Outcome&& outcome) override;  // any worker thread
@@ -190,6 +193,18 @@ void Delivery::Impl::fail(std::exception_ptr error) {
 }
 
 void Delivery::Impl::run(const std::function<bool()>& done) {
+  start();
+  try {
+    feed(done);
+  } catch (...) {
+    fail(std::current_exception());
+  }
+  shut_down();
+  std::lock_guard lock(flight_mutex);
+  if (failure) std::rethrow_exception(failure);
+}
+
+void Delivery::Impl::start() {
   // Throttle gauges go to the series ops look at: the provider's, or the domain's.
   shaper.on_new_throttle([this](Throttle& throttle) {
     if (!throttle.provider().empty()) return throttle.attach(&metrics.provider(throttle.provider()));
@@ -202,46 +217,46 @@ void Delivery::Impl::run(const std::function<bool()>& done) {
   for (std::size_t i = 0; i < worker_count; ++i) workers.push_back(std::make_unique<Worker>(shared, i));
   for (auto& w : workers) w->start();
   writer = std::thread([this] { writer_loop(); });
+}
 
-  // The cursor makes each scan start where the last one ended, so entries in flight
+// The feeder, until done() or stop(). The cursor makes each scan start where the last one ended, so entries in flight
   // are not read again and again. Entries can appear behind it (a campaign committed
   // while we deliver has due = its creation time), so an idle feeder rescans from the
   // start now and then; in-flight keys are skipped, and keys recorded while a scan ran
   // are skipped too because the scan's snapshot may predate their new state.
+void Delivery::Impl::feed(const std::function<bool()>& done) {
   queue::ScheduleCursor cursor;
   auto last_rescan = std::chrono::steady_clock::now();
-  try {
-    while (!stopping) {
-      std::size_t flying;
-      {
-        std::lock_guard lock(flight_mutex);
-        flying = in_flight.size();
-        recorded_during_scan.clear();
-      }
-      std::size_t room = config.engine.window > flying ? config.engine.window - flying : 0;
-      std::size_t taken = 0;
-      if (room > 0) {
-        auto due = store.due(clock(), std::min(room, kDueBatch), cursor);
-        taken = due.size();
-        for (auto& r : due) dispatch(std::move(r));
-      }
-      if (taken > 0) continue;
-      if (std::chrono::steady_clock::now() - last_rescan >= kRescanInterval) {
-        last_rescan = std::chrono::steady_clock::now();
-        if (!cursor.after.empty()) {
-          cursor.reset();
-          continue;
-        }
-      }
-      if (done()) break;
-      std::unique_lock lock(flight_mutex);
-      flight_cv.wait_for(lock, kIdlePoll);
+  while (!stopping) {
+    std::size_t flying;
+    {
+      std::lock_guard lock(flight_mutex);
+      flying = in_flight.size();
+      recorded_during_scan.clear();
     }
-  } catch (...) {
-    fail(std::current_exception());
+    std::size_t room = config.engine.window > flying ? config.engine.window - flying : 0;
+    std::size_t taken = 0;
+    if (room > 0) {
+      auto due = store.due(clock(), std::min(room, kDueBatch), cursor);
+      taken = due.size();
+      for (auto& r : due) dispatch(std::move(r));
+    }
+    if (taken > 0) continue;
+    if (std::chrono::steady_clock::now() - last_rescan >= kRescanInterval) {
+      last_rescan = std::chrono::steady_clock::now();
+      if (!cursor.after.empty()) {
+        cursor.reset();
+        continue;
+      }
+    }
+    if (done()) break;
+    std::unique_lock lock(flight_mutex);
+    flight_cv.wait_for(lock, kIdlePoll);
   }
+}
 
-  // Shut down: let open transactions finish, then make every outcome durable.
+// Lets open transactions finish (up to kStopGrace), then makes every outcome durable.
+void Delivery::Impl::shut_down() {
   stopping = true;
   const auto deadline = std::chrono::steady_clock::now() + kStopGrace;
   auto busy = [&] {
@@ -262,8 +277,6 @@ void Delivery::Impl::run(const std::function<bool()>& done) {
   results_cv.notify_one();
   if (writer.joinable()) writer.join();
   workers.clear();
-  std::lock_guard lock(flight_mutex);
-  if (failure) std::rethrow_exception(failure);
 }
 
 Delivery::Delivery(queue::Store& store, const Config& config, Clock clock)

@@ -243,6 +243,17 @@ struct MtaSts::Impl {
   std::mutex mutex;
   std::map<std::string, Entry> cache;  // one per domain ever looked up with a record
 
+  void remember(const std::string& domain, const Entry& entry, std::int64_t now) {
+    std::lock_guard lock(mutex);
+    cache[domain] = entry;  // also "no record": spares the next session the TXT query
+    if (cache.size() > kMaxCachedDomains) {
+      // Forget domains without a policy whose TXT answer is stale anyway.
+      std::erase_if(cache, [now](const auto& item) {
+        return !item.second.policy && now - item.second.txt_checked_ms >= kTxtRecheck.count() * 1000;
+      });
+    }
+  }
+
   awaitable<dns::TxtResult> query_txt(std::string name) {
     auto initiate = [this, name](auto handler) {
       asio::post(txt_pool, [this, name, handler = std::move(handler)]() mutable {
@@ -274,6 +285,42 @@ MtaSts::~MtaSts() { impl_->txt_pool.join(); }
 
 const MtaStsOptions& MtaSts::options() const { return impl_->options; }
 
+namespace {
+
+// The cached policy stands in (RFC 8461 §5.1: an unexpired policy survives a missing
+// record or a failed fetch); without one, `why` is all there is to say.
+void use_cached_or_none(StsLookup& out, const std::optional<StsPolicy>& cached, bool valid, const std::string& why) {
+  if (valid) {
+    out.policy = cached;
+    out.cached = true;
+    out.detail = "cached policy (" + why + ")";
+  } else {
+    out.detail = why;
+  }
+}
+
+// Fetches and parses the policy at https://mta-sts.DOMAIN/ from each of its addresses
+// in turn. The policy, or the reason there is none.
+awaitable<std::pair<std::optional<StsPolicy>, std::string>> fetch_policy(const std::string& domain,
+                                                                         MtaSts::AddressLookup resolve,
+                                                                         MtaStsOptions options) {
+  const std::string host = "mta-sts." + domain;
+  std::vector<std::string> addresses = co_await resolve(host);
+  std::string error = addresses.empty() ? "no address for " + host : "";
+  Fetched fetched;
+  for (const auto& address : addresses) {
+    fetched = co_await fetch_from(host, address, options);
+    error = fetched.error;
+    if (error.empty()) break;
+  }
+  if (!error.empty()) co_return std::make_pair(std::optional<StsPolicy>(), error);
+  StsPolicyParse parsed = parse_sts_policy(fetched.body);
+  if (!parsed.policy) co_return std::make_pair(std::optional<StsPolicy>(), "invalid policy: " + parsed.error);
+  co_return std::make_pair(std::move(parsed.policy), std::string());
+}
+
+}  // namespace
+
 awaitable<StsLookup> MtaSts::lookup(std::string domain, AddressLookup resolve) {
   Impl& s = *impl_;
   StsLookup out;
@@ -294,13 +341,7 @@ awaitable<StsLookup> MtaSts::lookup(std::string domain, AddressLookup resolve) {
     dns::TxtResult txt = co_await s.query_txt("_mta-sts." + domain);
     if (txt.status == dns::TxtStatus::temporary) {
       // Unknown: keep what we had, ask again next time.
-      if (cached_valid) {
-        out.policy = entry.policy;
-        out.cached = true;
-        out.detail = "cached policy (TXT lookup failed: " + txt.detail + ")";
-      } else {
-        out.detail = "TXT lookup failed: " + txt.detail;
-      }
+      use_cached_or_none(out, entry.policy, cached_valid, "TXT lookup failed: " + txt.detail);
       co_return out;
     }
     std::vector<std::string> ids;
@@ -314,64 +355,28 @@ awaitable<StsLookup> MtaSts::lookup(std::string domain, AddressLookup resolve) {
   // 2. The policy: cached under the same id, else fetched.
   if (!entry.txt_id) {
     // RFC 8461 §5.1: a record that disappeared does not revoke a cached policy.
-    if (cached_valid) {
-      out.policy = entry.policy;
-      out.cached = true;
-      out.detail = "cached policy (no _mta-sts record now)";
-    } else {
-      out.detail = "no _mta-sts record";
-    }
+    if (cached_valid) use_cached_or_none(out, entry.policy, true, "no _mta-sts record now");
+    else out.detail = "no _mta-sts record";
   } else if (cached_valid && entry.policy_id == *entry.txt_id) {
     out.policy = entry.policy;
     out.cached = true;
     out.detail = "cached policy id=" + entry.policy_id;
   } else {
-    const std::string host = "mta-sts." + domain;
-    std::string error;
-    std::vector<std::string> addresses = co_await resolve(host);
-    if (addresses.empty()) error = "no address for " + host;
-    Fetched fetched;
-    for (const auto& address : addresses) {
-      fetched = co_await fetch_from(host, address, s.options);
-      error = fetched.error;
-      if (error.empty()) break;
-    }
-    if (error.empty()) {
-      StsPolicyParse parsed = parse_sts_policy(fetched.body);
-      if (parsed.policy) {
-        entry.policy = std::move(parsed.policy);
-        entry.policy_id = *entry.txt_id;
-        entry.policy_expires_ms =
-            now + std::chrono::duration_cast<std::chrono::milliseconds>(entry.policy->max_age).count();
-        out.policy = entry.policy;
-        out.detail = "fetched policy id=" + entry.policy_id;
-      } else {
-        error = "invalid policy: " + parsed.error;
-      }
-    }
-    if (!error.empty()) {
+    auto [policy, error] = co_await fetch_policy(domain, std::move(resolve), s.options);
+    if (policy) {
+      entry.policy = std::move(policy);
+      entry.policy_id = *entry.txt_id;
+      entry.policy_expires_ms = now + std::chrono::duration_cast<std::chrono::milliseconds>(entry.policy->max_age).count();
+      out.policy = entry.policy;
+      out.detail = "fetched policy id=" + entry.policy_id;
+    } else {
       logger()->warn("policy fetch failed domain={} error=\"{}\"", domain, error);
-      // RFC 8461 §5.1: keep using an unexpired cached policy; without one, deliver
-      // as though the domain had none.
-      if (cached_valid) {
-        out.policy = entry.policy;
-        out.cached = true;
-        out.detail = "cached policy (fetch failed: " + error + ")";
-      } else {
-        out.detail = "fetch failed: " + error;
-      }
+      // Without a cached policy, deliver as though the domain had none.
+      if (cached_valid) use_cached_or_none(out, entry.policy, true, "fetch failed: " + error);
+      else out.detail = "fetch failed: " + error;
     }
   }
-  {
-    std::lock_guard lock(s.mutex);
-    s.cache[domain] = entry;  // also "no record": spares the next session the TXT query
-    if (s.cache.size() > kMaxCachedDomains) {
-      // Forget domains without a policy whose TXT answer is stale anyway.
-      std::erase_if(s.cache, [now](const auto& item) {
-        return !item.second.policy && now - item.second.txt_checked_ms >= kTxtRecheck.count() * 1000;
-      });
-    }
-  }
+  s.remember(domain, entry, now);
   co_return out;
 }
 
