@@ -14,6 +14,7 @@
 #include "engine/core/config.h"
 #include "engine/core/input_error.h"
 #include "engine/core/text_format.h"
+#include "engine/ops/campaign_counts.h"
 
 namespace kurier::engine {
 namespace {
@@ -46,14 +47,7 @@ json event_json(const queue::Event& e) {
 json campaign_head_json(const queue::Campaign& campaign, const queue::Counts& counts) {
   return {{"campaign", campaign.name},
           {"created", iso_time(campaign.created_ms)},
-          {"counts",
-           {{"total", counts.total()},
-            {"queued", counts.queued},
-            {"delivered", counts.delivered},
-            {"deferred", counts.deferred},
-            {"bounced", counts.bounced},
-            {"expired", counts.expired},
-            {"suppressed", counts.suppressed}}},
+          {"counts", counts_json(counts)},
           {"events",
            {{"late_bounce", counts.late_bounce},
             {"complaint", counts.complaint},
