@@ -99,18 +99,12 @@ int bounce_classify_command(const BounceClassifyOptions& options, std::ostream& 
 CliCommand add_bounce_command(CLI::App& app) {
   auto* bounce = app.add_subcommand("bounce", "inbound bounces, complaints and auto-replies");
   bounce->require_subcommand(1);
-  struct State {
-    BounceClassifyOptions options;
-    std::string config;
-  };
-  auto state = std::make_shared<State>();
-  auto* classify = bounce->add_subcommand("classify", "one JSON line per bounced recipient (or per message) of each FILE");
+  auto [classify, state] = add_subcommand_with_state<ConfigState<BounceClassifyOptions>>(
+      *bounce, "classify", "one JSON line per bounced recipient (or per message) of each FILE");
   classify->add_option("files", state->options.files, "message files (.eml)")->required();
-  add_config_option(*classify, state->config, "kurier.toml ([verp] secret, [bounce] rules)");
-  const CliCommand classify_command{classify, [state] {
-                                      state->options.config = optional_path(state->config);
-                                      return bounce_classify_command(state->options, std::cout);
-                                    }};
+  const CliCommand classify_command = config_command(
+      classify, state, [](auto& s) { return bounce_classify_command(s.options, std::cout); },
+      "kurier.toml ([verp] secret, [bounce] rules)");
   std::vector<CliCommand> commands = {classify_command, add_bounce_ingest_command(*bounce)};
   return {bounce, [commands] { return run_chosen(commands); }};
 }

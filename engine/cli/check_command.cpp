@@ -142,24 +142,21 @@ int check_command(const CheckOptions& options) {
 }
 
 CliCommand add_check_command(CLI::App& app) {
-  struct State {
-    CheckOptions options;
-    std::string config, file;
+  struct State : ConfigState<CheckOptions> {
+    std::string file;
     bool no_dns = false;
   };
-  auto state = std::make_shared<State>();
-  auto* cmd = app.add_subcommand("check", "list-hygiene verdicts for addresses (nothing is queued)");
+  auto [cmd, state] =
+      add_subcommand_with_state<State>(app, "check", "list-hygiene verdicts for addresses (nothing is queued)");
   cmd->add_option("addresses", state->options.addresses, "addresses to judge");
   cmd->add_option("--file", state->file, "one address a line, or a CSV file with an \"email\" column");
   cmd->add_flag("--json", state->options.json, "one JSON object a line");
   cmd->add_flag("--no-dns", state->no_dns, "no DNS lookups (no no_mail_host verdicts)");
-  add_config_option(*cmd, state->config);
-  return {cmd, [state] {
-            state->options.config = optional_path(state->config);
-            state->options.file = optional_path(state->file);
-            state->options.dns = !state->no_dns;
-            return check_command(state->options);
-          }};
+  return config_command(cmd, state, [](State& s) {
+    s.options.file = optional_path(s.file);
+    s.options.dns = !s.no_dns;
+    return check_command(s.options);
+  });
 }
 
 }  // namespace kurier::engine

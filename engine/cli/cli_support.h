@@ -1,21 +1,21 @@
-// Helpers every CLI command shares: the --config option, opening the queue with one
-// message for a queue another process holds, and running the chosen subcommand of a
-// group. Main thread only.
+// Helpers every CLI command shares: a subcommand with the state its options parse into,
+// the --config option and the run that reads it, opening the queue with one message for
+// a queue another process holds, and running the chosen subcommand of a group. Main
+// thread only.
 #pragma once
 
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "engine/cli/commands.h"
 #include "engine/core/config.h"
 #include "queue/store.h"
-
-namespace CLI {
-class Option;
-}  // namespace CLI
 
 namespace kurier::engine {
 
@@ -23,6 +23,41 @@ namespace kurier::engine {
 CLI::Option* add_config_option(CLI::App& command, std::string& config, const std::string& help = "kurier.toml");
 // A path option's text as a path; nullopt for "" (not given).
 std::optional<std::filesystem::path> optional_path(const std::string& text);
+
+// What a subcommand's options parse into: its command's options and the --config text.
+// A command with more raw options derives from it and adds them.
+template <typename Options>
+struct ConfigState {
+  Options options;
+  std::string config;
+};
+
+// Adds subcommand `name` to `parent`, with a fresh State that CLI11 parses its options
+// into and its run reads (shared, so it outlives this call).
+template <typename State>
+std::pair<CLI::App*, std::shared_ptr<State>> add_subcommand_with_state(CLI::App& parent, const std::string& name,
+                                                                      const std::string& description) {
+  return {parent.add_subcommand(name, description), std::make_shared<State>()};
+}
+
+// The run of a command whose State parsed --config: sets options.config from it, then
+// returns run(state).
+template <typename State, typename Run>
+std::function<int()> run_with_config(std::shared_ptr<State> state, Run run) {
+  return [state, run] {
+    state->options.config = optional_path(state->config);
+    return run(*state);
+  };
+}
+
+// Adds --config FILE as the last option of `command` and returns the CliCommand that
+// runs it with run_with_config.
+template <typename State, typename Run>
+CliCommand config_command(CLI::App* command, std::shared_ptr<State> state, Run run,
+                          const std::string& config_help = "kurier.toml") {
+  add_config_option(*command, state->config, config_help);
+  return {command, run_with_config(std::move(state), std::move(run))};
+}
 
 // Opens the queue at [queue] path, creating the directory if needed. Throws StoreError;
 // when another process holds the queue (is_lock_held()), its message says what to do

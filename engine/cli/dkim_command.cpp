@@ -126,8 +126,8 @@ CliCommand add_keygen_command(CLI::App& dkim) {
     DkimKeygenOptions options;
     std::string out;
   };
-  auto state = std::make_shared<State>();
-  auto* cmd = dkim.add_subcommand("keygen", "write a private key (mode 0600) and print the DNS TXT record");
+  auto [cmd, state] =
+      add_subcommand_with_state<State>(dkim, "keygen", "write a private key (mode 0600) and print the DNS TXT record");
   cmd->add_option("--domain", state->options.domain, "signing domain (d=)")->required();
   cmd->add_option("--selector", state->options.selector, "selector (s=)")->required();
   cmd->add_option("--algorithm", state->options.algorithm, "rsa (2048 bits, default) or ed25519");
@@ -139,23 +139,19 @@ CliCommand add_keygen_command(CLI::App& dkim) {
 }
 
 CliCommand add_check_key_command(CLI::App& dkim) {
-  struct State {
-    DkimCheckOptions options;
-    std::string dns, config;
+  struct State : ConfigState<DkimCheckOptions> {
+    std::string dns;
   };
-  auto state = std::make_shared<State>();
-  auto* cmd = dkim.add_subcommand(
-      "check", "compare the published TXT record with a key: exit 0 match, 1 mismatch, 2 missing");
+  auto [cmd, state] = add_subcommand_with_state<State>(
+      dkim, "check", "compare the published TXT record with a key: exit 0 match, 1 mismatch, 2 missing");
   cmd->add_option("--domain", state->options.domain, "signing domain (d=)")->required();
   cmd->add_option("--selector", state->options.selector, "selector (s=)")->required();
   cmd->add_option("--key", state->options.key, "private key file")->required();
   cmd->add_option("--dns", state->dns, "DNS server host:port (default: [dns] servers, else the system's)");
-  add_config_option(*cmd, state->config);
-  return {cmd, [state] {
-            if (!state->dns.empty()) state->options.dns = state->dns;
-            state->options.config = optional_path(state->config);
-            return dkim_check_command(state->options);
-          }};
+  return config_command(cmd, state, [](State& s) {
+    if (!s.dns.empty()) s.options.dns = s.dns;
+    return dkim_check_command(s.options);
+  });
 }
 
 }  // namespace

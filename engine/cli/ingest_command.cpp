@@ -63,19 +63,11 @@ int bounce_ingest_command(const IngestOptions& options) {
 }
 
 CliCommand add_bounce_ingest_command(CLI::App& bounce) {
-  struct State {
-    IngestOptions options;
-    std::string config;
-  };
-  auto state = std::make_shared<State>();
-  auto* cmd = bounce.add_subcommand("ingest", "parse .eml files, mbox files or Maildirs and apply them to the queue");
+  auto [cmd, state] = add_subcommand_with_state<ConfigState<IngestOptions>>(
+      bounce, "ingest", "parse .eml files, mbox files or Maildirs and apply them to the queue");
   cmd->add_option("paths", state->options.paths, ".eml file, mbox file or Maildir")->required();
   cmd->add_flag("--json", state->options.json, "the summary as JSON");
-  add_config_option(*cmd, state->config);
-  return {cmd, [state] {
-            state->options.config = optional_path(state->config);
-            return bounce_ingest_command(state->options);
-          }};
+  return config_command(cmd, state, [](auto& s) { return bounce_ingest_command(s.options); });
 }
 
 }  // namespace kurier::engine

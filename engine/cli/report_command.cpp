@@ -14,6 +14,7 @@
 #include "engine/core/config.h"
 #include "engine/core/input_error.h"
 #include "engine/core/text_format.h"
+#include "engine/ops/campaign_counts.h"
 
 namespace kurier::engine {
 namespace {
@@ -46,14 +47,7 @@ json event_json(const queue::Event& e) {
 json campaign_head_json(const queue::Campaign& campaign, const queue::Counts& counts) {
   return {{"campaign", campaign.name},
           {"created", iso_time(campaign.created_ms)},
-          {"counts",
-           {{"total", counts.total()},
-            {"queued", counts.queued},
-            {"delivered", counts.delivered},
-            {"deferred", counts.deferred},
-            {"bounced", counts.bounced},
-            {"expired", counts.expired},
-            {"suppressed", counts.suppressed}}},
+          {"counts", counts_json(counts)},
           {"events",
            {{"late_bounce", counts.late_bounce},
             {"complaint", counts.complaint},
@@ -140,19 +134,11 @@ int report_command(const ReportOptions& options) {
 }  // namespace
 
 CliCommand add_report_command(CLI::App& app) {
-  struct State {
-    ReportOptions options;
-    std::string config;
-  };
-  auto state = std::make_shared<State>();
-  auto* cmd = app.add_subcommand("report", "per-recipient outcome and attempt log of a campaign");
+  auto [cmd, state] = add_subcommand_with_state<ConfigState<ReportOptions>>(
+      app, "report", "per-recipient outcome and attempt log of a campaign");
   cmd->add_option("campaign", state->options.campaign, "campaign id")->required();
   cmd->add_option("--format", state->options.format, "text, json or csv")->check(CLI::IsMember({"text", "json", "csv"}));
-  add_config_option(*cmd, state->config);
-  return {cmd, [state] {
-            state->options.config = optional_path(state->config);
-            return report_command(state->options);
-          }};
+  return config_command(cmd, state, [](auto& s) { return report_command(s.options); });
 }
 
 }  // namespace kurier::engine

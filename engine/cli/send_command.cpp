@@ -168,22 +168,19 @@ int send_command(const SendOptions& options) {
 }  // namespace
 
 CliCommand add_send_command(CLI::App& app) {
-  struct State {
-    SendOptions options;
-    std::string config;
+  struct State : ConfigState<SendOptions> {
     bool no_progress = false;
   };
-  auto state = std::make_shared<State>();
-  auto* cmd = app.add_subcommand("send", "queue a campaign and deliver it until every recipient is final or deferred");
+  auto [cmd, state] = add_subcommand_with_state<State>(
+      app, "send", "queue a campaign and deliver it until every recipient is final or deferred");
   cmd->add_option("campaign", state->options.campaign, "campaign.toml")->required();
   add_config_option(*cmd, state->config, "kurier.toml (default: ./kurier.toml if present)");
   cmd->add_flag("--wait", state->options.wait, "keep retrying deferred recipients until every one is final");
   cmd->add_flag("--no-progress", state->no_progress, "no progress line on a terminal");
-  return {cmd, [state] {
-            state->options.config = optional_path(state->config);
-            state->options.progress = !state->no_progress;
-            return send_command(state->options);
-          }};
+  return {cmd, run_with_config(state, [](State& s) {
+            s.options.progress = !s.no_progress;
+            return send_command(s.options);
+          })};
 }
 
 }  // namespace kurier::engine

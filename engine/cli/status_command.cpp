@@ -95,20 +95,17 @@ int status_command(const StatusOptions& options) {
 }  // namespace
 
 CliCommand add_status_command(CLI::App& app) {
-  struct State {
-    StatusOptions options;
-    std::string config, campaign;
+  struct State : ConfigState<StatusOptions> {
+    std::string campaign;
   };
-  auto state = std::make_shared<State>();
-  auto* cmd = app.add_subcommand("status", "per campaign and domain: queued, delivered, deferred, bounced");
+  auto [cmd, state] =
+      add_subcommand_with_state<State>(app, "status", "per campaign and domain: queued, delivered, deferred, bounced");
   cmd->add_option("--campaign", state->campaign, "only this campaign");
   cmd->add_flag("--json", state->options.json, "JSON output");
-  add_config_option(*cmd, state->config);
-  return {cmd, [state] {
-            state->options.config = optional_path(state->config);
-            if (!state->campaign.empty()) state->options.campaign = state->campaign;
-            return status_command(state->options);
-          }};
+  return config_command(cmd, state, [](State& s) {
+    if (!s.campaign.empty()) s.options.campaign = s.campaign;
+    return status_command(s.options);
+  });
 }
 
 }  // namespace kurier::engine

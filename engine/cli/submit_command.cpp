@@ -77,18 +77,10 @@ int submit_command(const SubmitOptions& options) {
 }  // namespace
 
 CliCommand add_submit_command(CLI::App& app) {
-  struct State {
-    SubmitOptions options;
-    std::string config;
-  };
-  auto state = std::make_shared<State>();
-  auto* cmd = app.add_subcommand("submit", "hand a campaign to the running daemon (kurier serve)");
+  auto [cmd, state] = add_subcommand_with_state<ConfigState<SubmitOptions>>(
+      app, "submit", "hand a campaign to the running daemon (kurier serve)");
   cmd->add_option("campaign", state->options.campaign, "campaign.toml")->required();
-  add_config_option(*cmd, state->config);
-  return {cmd, [state] {
-            state->options.config = optional_path(state->config);
-            return submit_command(state->options);
-          }};
+  return config_command(cmd, state, [](auto& s) { return submit_command(s.options); });
 }
 
 }  // namespace kurier::engine

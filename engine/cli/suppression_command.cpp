@@ -175,12 +175,8 @@ int suppress_command(const SuppressOptions& options) {
 }
 
 CliCommand add_suppress_command(CLI::App& app) {
-  struct State {
-    SuppressOptions options;
-    std::string config;
-  };
-  auto state = std::make_shared<State>();
-  auto* suppress = app.add_subcommand("suppress", "the suppression list: import, export, list, add, remove");
+  auto [suppress, state] = add_subcommand_with_state<ConfigState<SuppressOptions>>(
+      app, "suppress", "the suppression list: import, export, list, add, remove");
   suppress->require_subcommand(1);
   auto* import = suppress->add_subcommand("import", "add the addresses of a CSV file (address,reason,time)");
   import->add_option("file", state->options.file, "CSV with a header row and an address (or email) column")->required();
@@ -194,12 +190,11 @@ CliCommand add_suppress_command(CLI::App& app) {
   remove->add_option("address", state->options.address, "address")->required();
   const std::vector<CLI::App*> actions = {import, export_, list, add, remove};
   for (auto* action : actions) add_config_option(*action, state->config);
-  return {suppress, [state, actions] {
-            state->options.config = optional_path(state->config);
+  return {suppress, run_with_config(state, [actions](auto& s) {
             for (auto* action : actions)
-              if (*action) state->options.action = action->get_name();
-            return suppress_command(state->options);
-          }};
+              if (*action) s.options.action = action->get_name();
+            return suppress_command(s.options);
+          })};
 }
 
 }  // namespace kurier::engine

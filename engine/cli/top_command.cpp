@@ -96,18 +96,11 @@ int top_command(const TopOptions& options) {
 }  // namespace
 
 CliCommand add_top_command(CLI::App& app) {
-  struct State {
-    TopOptions options;
-    std::string config;
-  };
-  auto state = std::make_shared<State>();
-  auto* cmd = app.add_subcommand("top", "the daemon's live per-domain table, refreshed every second (q quits)");
+  auto [cmd, state] = add_subcommand_with_state<ConfigState<TopOptions>>(
+      app, "top", "the daemon's live per-domain table, refreshed every second (q quits)");
   add_config_option(*cmd, state->config);
   cmd->add_option("--iterations", state->options.iterations, "refresh this many times, then exit (0: until q/Ctrl-C)");
-  return {cmd, [state] {
-            state->options.config = optional_path(state->config);
-            return top_command(state->options);
-          }};
+  return {cmd, run_with_config(state, [](auto& s) { return top_command(s.options); })};
 }
 
 }  // namespace kurier::engine

@@ -8,6 +8,12 @@
 
 namespace kurier::engine {
 
+nlohmann::json counts_json(const queue::Counts& counts) {
+  return {{"total", counts.total()}, {"queued", counts.queued}, {"delivered", counts.delivered},
+          {"deferred", counts.deferred}, {"bounced", counts.bounced}, {"expired", counts.expired},
+          {"suppressed", counts.suppressed}};
+}
+
 CampaignCounts::CampaignCounts(queue::Store& store, Delivery& delivery) : store_(store), delivery_(delivery) {
   thread_ = std::thread([this] { loop(); });
 }
@@ -25,18 +31,13 @@ nlohmann::json CampaignCounts::to_json() {
   std::lock_guard lock(mutex_);
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [id, row] : rows_) {
-    const auto& c = row.counts;
-    out.push_back({{"campaign", row.campaign.name},
-                   {"created", iso_time(row.campaign.created_ms, false)},
-                   {"total", c.total()},
-                   {"queued", c.queued},
-                   {"delivered", c.delivered},
-                   {"deferred", c.deferred},
-                   {"bounced", c.bounced},
-                   {"expired", c.expired},
-                   {"suppressed", c.suppressed},
-                   {"in_flight", delivery_.in_flight(id)},
-                   {"done", c.pending() == 0}});
+    // One flat object (json objects keep their keys sorted, so the order here is moot).
+    nlohmann::json campaign = counts_json(row.counts);
+    campaign["campaign"] = row.campaign.name;
+    campaign["created"] = iso_time(row.campaign.created_ms, false);
+    campaign["in_flight"] = delivery_.in_flight(id);
+    campaign["done"] = row.counts.pending() == 0;
+    out.push_back(std::move(campaign));
   }
   return out;
 }

@@ -17,6 +17,10 @@
 
 namespace kurier::engine {
 
+// A campaign's recipients by state: total, queued, delivered, deferred, bounced, expired,
+// suppressed (the same keys in /api/status and `kurier report --format json`).
+nlohmann::json counts_json(const queue::Counts& counts);
+
 class CampaignCounts {
  public:
   // How often the counts are refreshed: a dashboard polling every second never scans

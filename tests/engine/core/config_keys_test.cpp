@@ -6,6 +6,7 @@
 #include "engine/core/config.h"
 #include "engine/core/input_error.h"
 #include "tests/common/process.h"
+#include "tests/engine/input_error_helpers.h"
 
 namespace kurier::engine {
 namespace {
@@ -13,14 +14,7 @@ namespace {
 class ConfigKeys : public ::testing::Test {
  protected:
   InputError error_of(const std::string& toml) {
-    test::write_file(dir_.path() / "kurier.toml", toml);
-    try {
-      load_config(dir_.path() / "kurier.toml");
-    } catch (const InputError& e) {
-      return e;
-    }
-    ADD_FAILURE() << "accepted: " << toml;
-    return InputError("", 0, "", "");
+    return test::file_input_error(dir_.path() / "kurier.toml", toml, [](const auto& file) { load_config(file); });
   }
   test::TempDir dir_;
 };

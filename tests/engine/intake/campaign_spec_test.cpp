@@ -6,6 +6,7 @@
 #include "engine/core/input_error.h"
 #include "engine/intake/campaign_spec.h"
 #include "tests/common/process.h"
+#include "tests/engine/input_error_helpers.h"
 
 namespace kurier::engine {
 namespace {
@@ -16,19 +17,12 @@ constexpr const char* kValid =
 class CampaignSpecKeys : public ::testing::Test {
  protected:
   InputError error_of(const std::string& toml) {
-    test::write_file(dir_.path() / "campaign.toml", toml);
-    try {
-      load_campaign(dir_.path() / "campaign.toml");
-    } catch (const InputError& e) {
-      return e;
-    }
-    ADD_FAILURE() << "accepted: " << toml;
-    return InputError("", 0, "", "");
+    return test::file_input_error(dir_.path() / "campaign.toml", toml, [](const auto& file) { load_campaign(file); });
   }
   test::TempDir dir_;
 };
 
-bool says(const InputError& e, const std::string& text) { return std::string(e.what()).find(text) != std::string::npos; }
+using test::says;
 
 TEST_F(CampaignSpecKeys, UnknownTopLevelKeyAndSection) {
   auto e = error_of(std::string(kValid) + "subjet = \"Hi\"\n[verp]\ndomain = \"b.test\"\n");

@@ -5,21 +5,16 @@
 
 #include "engine/core/input_error.h"
 #include "engine/delivery/shaping/shaping.h"
+#include "tests/engine/input_error_helpers.h"
 
 namespace kurier::engine {
 namespace {
 
 InputError shaping_error(const std::string& text) {
-  try {
-    parse_shaping(text, "shaping.toml");
-  } catch (const InputError& e) {
-    return e;
-  }
-  ADD_FAILURE() << "accepted: " << text;
-  return InputError("", 0, "", "");
+  return test::input_error_of([&] { parse_shaping(text, "shaping.toml"); }, text);
 }
 
-bool says(const InputError& e, const std::string& text) { return std::string(e.what()).find(text) != std::string::npos; }
+using test::says;
 
 TEST(ShapingFileKeys, UnknownSectionSuggestsTheNearestOne) {
   auto e = shaping_error("[default]\nconnections = 2\n[[throtle]]\npattern = 'x'\n");

@@ -6,6 +6,7 @@
 #include "engine/delivery/classify.h"
 #include "engine/delivery/shaping/shaping.h"
 #include "tests/common/process.h"
+#include "tests/engine/input_error_helpers.h"
 
 namespace kurier::engine {
 namespace {
@@ -16,13 +17,7 @@ using std::chrono::seconds;
 constexpr std::int64_t kT0 = 1'700'000'000'000;  // an arbitrary epoch millisecond
 
 InputError parse_error(const std::string& text) {
-  try {
-    parse_shaping(text, "shaping.toml");
-  } catch (const InputError& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error for:\n" << text;
-  return InputError("", 0, "", "");
+  return test::input_error_of([&] { parse_shaping(text, "shaping.toml"); }, text);
 }
 
 TEST(ShapingFile, ShippedDefaultsParseAndRouteTheBigProviders) {

@@ -5,22 +5,18 @@
 #include "engine/core/input_error.h"
 #include "engine/intake/hygiene/hygiene.h"
 #include "tests/common/process.h"
+#include "tests/engine/input_error_helpers.h"
 
 namespace kurier::engine {
 namespace {
 
 InputError provider_file_error(const std::string& toml) {
   test::TempDir dir;
-  test::write_file(dir.path() / "providers.toml", toml);
-  HygieneOptions options;
-  options.provider_syntax_file = dir.path() / "providers.toml";
-  try {
+  return test::file_input_error(dir.path() / "providers.toml", toml, [](const auto& file) {
+    HygieneOptions options;
+    options.provider_syntax_file = file;
     Hygiene rules(options);
-  } catch (const InputError& e) {
-    return e;
-  }
-  ADD_FAILURE() << "accepted: " << toml;
-  return InputError("", 0, "", "");
+  });
 }
 
 TEST(HygieneProviderFile, UnknownKeysAreErrors) {

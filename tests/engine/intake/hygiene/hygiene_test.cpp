@@ -13,6 +13,7 @@
 #include "queue/store.h"
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
+#include "tests/engine/input_error_helpers.h"
 
 namespace kurier::engine {
 namespace {
@@ -291,15 +292,8 @@ TEST(HygieneConfig, ReadsTheHygieneSectionAndNamesBadKeys) {
   EXPECT_FALSE(has(rules.judge_address("abcdef@examplemail.test"), Verdict::provider_syntax));
   EXPECT_FALSE(has(rules.judge_address("x@gmial.com"), Verdict::typo_suspect)) << "policy off";
 
-  auto error_of = [&](const std::string& toml) -> InputError {
-    test::write_file(dir.path() / "bad.toml", toml);
-    try {
-      load_config(dir.path() / "bad.toml");
-    } catch (const InputError& e) {
-      return e;
-    }
-    ADD_FAILURE() << "accepted: " << toml;
-    return InputError("", 0, "", "");
+  auto error_of = [&](const std::string& toml) {
+    return test::file_input_error(dir.path() / "bad.toml", toml, [](const auto& file) { load_config(file); });
   };
   auto e = error_of("[verp]\nsecret = \"s\"\n[hygiene.policy]\nrole = \"maybe\"\n");
   EXPECT_EQ(e.line(), 4u);
