@@ -26,6 +26,9 @@ std::string rfc5322_date(std::int64_t now_ms) {
   return buf;
 }
 
+// The header section of a rendered message (CRLF line ends), without the body.
+std::string_view header_section(std::string_view message) { return message.substr(0, message.find("\r\n\r\n")); }
+
 // Keys were checked at submission; if one has gone since, the campaign's messages are
 // deferred (never sent unsigned) and the cause is logged and recorded.
 void load_signer(CampaignContext& ctx) {
@@ -56,8 +59,6 @@ std::shared_ptr<const CampaignContext> make_campaign_context(const queue::Campai
   load_signer(*ctx);
   return ctx;
 }
-
-std::string_view header_section(std::string_view message) { return message.substr(0, message.find("\r\n\r\n")); }
 
 MessageNeeds message_needs(const CampaignContext& campaign, std::string_view rcpt_to, std::string_view message) {
   MessageNeeds needs;

@@ -30,9 +30,6 @@ namespace kurier::engine {
 // cannot be loaded), and which header fields rendering must add.
 std::shared_ptr<const CampaignContext> make_campaign_context(const queue::Campaign& campaign);
 
-// The header section of a rendered message (CRLF line ends), without the body.
-std::string_view header_section(std::string_view message);
-
 // SMTP extensions a rendered message needs.
 struct MessageNeeds {
   bool eight_bit = false;  // BODY=8BITMIME

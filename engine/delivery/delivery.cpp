@@ -70,7 +70,6 @@ struct Delivery::Impl final : OutcomeSink {
   // Limits per destination key, shared by every worker (engine/delivery/shaping/shaping.h).
   Shaper shaper{config.shaping, clock};
   std::atomic<bool> stopping{false};
-  std::atomic<bool> failed{false};
   std::atomic<std::uint64_t> delivered{0}, deferred{0}, bounced{0}, expired{0}, sessions{0}, messages_sent{0};
   // Before the workers: what their sessions share (signing pool, MTA-STS cache), made
   // into one dispatcher per worker. drain() runs before the workers stop.
@@ -187,7 +186,6 @@ void Delivery::Impl::fail(std::exception_ptr error) {
     std::lock_guard lock(flight_mutex);
     if (!failure) failure = error;
   }
-  failed = true;
   stopping = true;
   flight_cv.notify_all();
 }

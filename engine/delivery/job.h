@@ -32,8 +32,7 @@ struct Job {
   queue::Recipient recipient;
   std::shared_ptr<const CampaignContext> campaign;
   std::string domain;           // A-labels: DNS, shaping and metrics
-  int throttled = 0;            // times put back after a throttling reply
-  bool throttle_reply = false;  // a throttling reply past the requeue limit (no backoff)
+  int throttled = 0;  // times put back after a throttling reply
 };
 
 }  // namespace kurier::engine

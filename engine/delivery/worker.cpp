@@ -108,7 +108,9 @@ struct Worker::Impl {
   void session_ended(Destination& dest);
 
   // Outcomes.
-  void finish(Destination& dest, Job& job, const Classification& c, queue::Attempt attempt);
+  // `throttle_reply`: a throttling reply past the requeue limit (outcome.h, decide_outcome).
+  void finish(Destination& dest, Job& job, const Classification& c, queue::Attempt attempt,
+              bool throttle_reply = false);
   void fail_queue(Destination& dest, const SiteFailure& failure);
   void fail_destination_dns(Destination& dest, dns::Status status, std::string_view detail);
   void fail_destination_connect(Destination& dest, const std::vector<smtp::ConnectFailure>& failures,
@@ -201,9 +203,8 @@ class Slot final : public SessionSlot {
       return false;
     }
     ++sent_;
-    job.throttle_reply = reaction.throttle_reply;
     const Classification c = classify_reply(reply.code, reply.enhanced, reply.text, w_.bounce_rules);
-    w_.finish(dest_, job, c, std::move(attempt));
+    w_.finish(dest_, job, c, std::move(attempt), reaction.throttle_reply);
     return true;
   }
 
@@ -359,9 +360,10 @@ void Worker::Impl::session_ended(Destination& dest) {
 
 // Turns a classification into the recipient's new status and hands it to the writer.
 // `dest` is routed (its throttle set) before any of its jobs is tried.
-void Worker::Impl::finish(Destination& dest, Job& job, const Classification& c, queue::Attempt attempt) {
+void Worker::Impl::finish(Destination& dest, Job& job, const Classification& c, queue::Attempt attempt,
+                          bool throttle_reply) {
   const RecipientHistory history{job.recipient.key, job.recipient.status, job.campaign->campaign.created_ms};
-  Decision decision = decide_outcome(history, c, std::move(attempt), job.throttle_reply, dest.throttle->limits());
+  Decision decision = decide_outcome(history, c, std::move(attempt), throttle_reply, dest.throttle->limits());
   queue::Outcome& outcome = decision.outcome;
   if (decision.greylisted) dest.metrics->count_greylisted();
   // A hard bounce suppresses the address in the same synced batch as the outcome.
