@@ -28,7 +28,7 @@ enum StatusField : std::uint32_t {
 };
 
 // The largest State value we know; a larger byte is a record from the future.
-constexpr std::uint8_t kMaxState = static_cast<std::uint8_t>(State::suppressed);
+constexpr std::uint8_t kMaxState = static_cast<std::uint8_t>(State::cancelled);
 
 void put_varint(std::string& out, std::uint64_t v) {
   while (v >= 0x80) {
@@ -147,6 +147,12 @@ std::string meta_key(std::string_view name) {
   std::string k(1, kMetaPrefix);
   k.append(name);
   return k;
+}
+
+std::string control_key(std::string_view name) {
+  std::string key(1, kControlPrefix);
+  key.append(name);
+  return key;
 }
 
 std::string campaign_key(CampaignId id) { return campaign_prefix(kCampaignPrefix, id); }

@@ -15,6 +15,7 @@
 //   l <cid:4> <rid:4>              latest event and the number of logged events
 //   b <address>                    soft bounces in a row, address lower-cased
 //   m <name>                       store metadata ("m" "format", "m" "next_cid")
+//   k <name>                       control record (Store::put_control), opaque value
 // Single-byte prefixes rather than "c|": the separator would cost a byte in every
 // WAL record and memtable entry for nothing, since every key part is fixed-width.
 //
@@ -47,6 +48,7 @@ constexpr char kMetaPrefix = 'm';
 constexpr char kEventPrefix = 'e';
 constexpr char kLatestEventPrefix = 'l';
 constexpr char kSoftBouncePrefix = 'b';
+constexpr char kControlPrefix = 'k';
 
 // Bumped when a value's layout changes incompatibly; open() refuses other versions.
 constexpr std::uint32_t kFormatVersion = 1;
@@ -63,6 +65,7 @@ std::uint32_t load_u32(const char* p);
 std::uint64_t load_u64(const char* p);
 
 std::string meta_key(std::string_view name);
+std::string control_key(std::string_view name);
 std::string campaign_key(CampaignId id);
 std::string name_key(std::string_view name);
 // "<prefix><cid:4>": the first key of a campaign's range for r, t and a records;

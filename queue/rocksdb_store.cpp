@@ -167,6 +167,9 @@ class SpdlogRocksLogger final : public rocksdb::Logger {
     if (level < GetInfoLogLevel()) return;
     char line[1024];
     std::vsnprintf(line, sizeof line, format, ap);
+    // A failed open is thrown as a StoreError carrying the same status (a held lock is
+    // expected while `kurier serve` runs): the caller reports it, once.
+    if (std::string_view(line).find("DB::Open() failed") != std::string_view::npos) return;
     log_->log(level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err : spdlog::level::warn, "{}", line);
   }
 
@@ -291,7 +294,7 @@ class RocksCampaignWriter final : public CampaignWriter {
 
 class RocksStore final : public Store {
  public:
-  explicit RocksStore(std::string path);
+  RocksStore(std::string path, Access access);
   ~RocksStore() override;
   RocksStore(const RocksStore&) = delete;
   RocksStore& operator=(const RocksStore&) = delete;
@@ -311,6 +314,11 @@ class RocksStore final : public Store {
   std::vector<Event> events(RecipientKey key) override;
   std::uint32_t soft_bounces(std::string_view address) override;
   void suppress(const Suppression& entry) override;
+  std::optional<std::string> control(std::string_view name) override;
+  void put_control(std::string_view name, std::string_view value) override;
+  void erase_control(std::string_view name) override;
+  void for_each_control(std::string_view prefix,
+                        const std::function<bool(std::string_view, std::string_view)>& fn) override;
   void suppress_all(std::span<const Suppression> entries) override;
   std::optional<Suppression> suppression(std::string_view address) override;
   void for_each_suppression(const std::function<bool(const Suppression&)>& fn) override;
@@ -339,6 +347,7 @@ class RocksStore final : public Store {
   std::unique_ptr<rocksdb::Iterator> iterator(const rocksdb::ReadOptions& options);
   std::optional<std::string> get(const std::string& key, const rocksdb::ReadOptions& options = {});
 
+  void open_secondary();
   void init_format();
   void recover_campaigns();
   void init_low_water();
@@ -371,6 +380,8 @@ class RocksStore final : public Store {
 
   std::string path_;
   std::unique_ptr<rocksdb::DB> db_;
+  bool read_only_ = false;      // Access::read_only: every write throws
+  std::string secondary_dir_;   // Access::read_only: the reader's private directory
   // The first failed write (disk full, read-only, I/O error), "" while none. Later
   // writes fail at once with it: RocksDB must not be handed another write once its
   // WAL writer has failed (Debian's build asserts on that and aborts the process).
@@ -498,7 +509,11 @@ void RocksCampaignWriter::abort() {
 
 // --- RocksStore: open, internals ----------------------------------------------
 
-RocksStore::RocksStore(std::string path) : path_(std::move(path)) {
+RocksStore::RocksStore(std::string path, Access access) : path_(std::move(path)) {
+  if (access == Access::read_only) {
+    open_secondary();
+    return;
+  }
   std::error_code ec;
   std::filesystem::create_directories(path_, ec);
   if (ec) throw StoreError("queue: cannot create " + path_ + ": " + ec.message(), kind_of_errno(ec.value()));
@@ -518,7 +533,36 @@ RocksStore::RocksStore(std::string path) : path_(std::move(path)) {
   init_low_water();
 }
 
+// A RocksDB secondary instance: it reads the owner's files without its lock and keeps
+// its own info log in a private directory (removed on close). Uncommitted campaigns
+// are left for the owner to remove; they stay invisible here as they do there.
+void RocksStore::open_secondary() {
+  if (!std::filesystem::exists(std::filesystem::path(path_) / "CURRENT"))
+    throw StoreError("queue: " + path_ + " is not a kurier queue (no such database)", StoreError::Kind::io);
+  char dir[] = "/tmp/kurier-reader-XXXXXX";
+  if (!::mkdtemp(dir)) throw StoreError("queue: cannot create a reader directory in /tmp", kind_of_errno(errno));
+  secondary_dir_ = dir;
+  auto options = make_options();
+  options.max_open_files = -1;  // a secondary must hold every table file it may read
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::OpenAsSecondary(options, path_, secondary_dir_, &raw);
+  if (!s.ok()) fail("cannot open " + path_ + " for reading", s);
+  db_.reset(raw);
+  check(db_->TryCatchUpWithPrimary(), "cannot read");
+  read_only_ = true;
+  init_format();
+  recover_campaigns();
+  init_low_water();
+}
+
 RocksStore::~RocksStore() {
+  if (!secondary_dir_.empty()) {
+    if (db_) (void)db_->Close();
+    db_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(secondary_dir_, ec);
+    return;
+  }
   if (!db_) return;
   if (write_failed_.load()) {
     // Closing flushes through the writer that failed, which RocksDB's assertions
@@ -533,6 +577,7 @@ RocksStore::~RocksStore() {
 }
 
 void RocksStore::write(rocksdb::WriteBatch& batch, bool sync, const char* what) {
+  if (read_only_) throw StoreError("queue " + path_ + ": " + what + ": opened for reading only");
   rocksdb::WriteOptions w;
   w.sync = sync;
   if (write_failed_.load()) {
@@ -573,6 +618,7 @@ void RocksStore::init_format() {
     return;
   }
   // A fresh store (or one whose first open crashed before this write).
+  if (read_only_) throw StoreError("queue: " + path_ + " is not a kurier queue (no format record)");
   rocksdb::WriteBatch batch;
   std::string value;
   codec::encode_u32_value(value, codec::kFormatVersion);
@@ -610,6 +656,7 @@ void RocksStore::recover_campaigns() {
   check(it->status(), "read failed");
   it.reset();
   committed_ = std::move(committed);
+  if (read_only_) return;
   for (auto id : uncommitted) {
     log::get("queue")->info("removing uncommitted campaign={} path={}", id, path_);
     remove_campaign_data(id);
@@ -929,6 +976,7 @@ Counts RocksStore::counts(CampaignId id) {
       case State::bounced: ++c.bounced; break;
       case State::expired: ++c.expired; break;
       case State::suppressed: ++c.suppressed; break;
+      case State::cancelled: ++c.cancelled; break;
     }
   }
   check(it->status(), "read failed");
@@ -1370,6 +1418,37 @@ bool RocksStore::unsuppress(std::string_view address) {
   return true;
 }
 
+std::optional<std::string> RocksStore::control(std::string_view name) {
+  return get(codec::control_key(name));
+}
+
+void RocksStore::put_control(std::string_view name, std::string_view value) {
+  rocksdb::WriteBatch batch;
+  check(batch.Put(codec::control_key(name), rocksdb::Slice(value.data(), value.size())), "write failed");
+  write(batch, true, "write failed");
+}
+
+void RocksStore::erase_control(std::string_view name) {
+  rocksdb::WriteBatch batch;
+  check(batch.Delete(codec::control_key(name)), "write failed");
+  write(batch, true, "write failed");
+}
+
+void RocksStore::for_each_control(std::string_view prefix,
+                                  const std::function<bool(std::string_view, std::string_view)>& fn) {
+  const auto lower = codec::control_key(prefix);
+  const auto upper = prefix_end(lower);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  auto it = iterator(ro);
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    auto key = view(it->key());
+    if (!fn(key.substr(1), view(it->value()))) break;
+  }
+  check(it->status(), "read failed");
+}
+
 std::uint64_t RocksStore::disk_bytes() {
   std::uint64_t sst = 0;
   if (!db_->GetIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &sst))
@@ -1383,6 +1462,8 @@ std::uint64_t RocksStore::disk_bytes() {
 
 }  // namespace
 
-std::unique_ptr<Store> open_rocksdb_store(const std::string& path) { return std::make_unique<RocksStore>(path); }
+std::unique_ptr<Store> open_rocksdb_store(const std::string& path, Access access) {
+  return std::make_unique<RocksStore>(path, access);
+}
 
 }  // namespace kurier::queue

@@ -5,8 +5,8 @@
 
 namespace kurier::queue {
 namespace {
-constexpr std::array<const char*, 6> kStateNames = {"queued", "delivered", "deferred", "bounced", "expired",
-                                                    "suppressed"};
+constexpr std::array<const char*, 7> kStateNames = {"queued",  "delivered",  "deferred", "bounced",
+                                                    "expired", "suppressed", "cancelled"};
 }
 
 const char* to_string(State state) {

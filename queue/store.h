@@ -64,6 +64,7 @@ enum class State : std::uint8_t {
   bounced = 3,     // 5xx or permanent DNS failure
   expired = 4,     // still failing temporarily after max age
   suppressed = 5,  // never sent: hygiene verdict or suppression list
+  cancelled = 6,   // never sent: the operator cancelled its campaign first
 };
 const char* to_string(State state);
 std::optional<State> state_from_string(std::string_view name);
@@ -183,8 +184,10 @@ struct Outcome {
 
 struct Counts {
   std::uint64_t queued = 0, delivered = 0, deferred = 0, bounced = 0, expired = 0,
-                suppressed = 0;
-  std::uint64_t total() const { return queued + delivered + deferred + bounced + expired + suppressed; }
+                suppressed = 0, cancelled = 0;
+  std::uint64_t total() const {
+    return queued + delivered + deferred + bounced + expired + suppressed + cancelled;
+  }
   std::uint64_t pending() const { return queued + deferred; }
   // Recipients by their latest event (not part of total(): events come on top of states).
   std::uint64_t late_bounce = 0, complaint = 0, unsubscribe = 0, autoreply = 0, delay = 0;
@@ -288,12 +291,31 @@ class Store {
   virtual void for_each_suppression(const std::function<bool(const Suppression&)>& fn) = 0;
   virtual bool unsuppress(std::string_view address) = 0;
 
+  // Control records: what the operator and the engine decided that must outlive a
+  // restart (campaign pause/cancel, admin suspensions, webhook positions), by name.
+  // Values are opaque to the store (the engine keeps JSON). put_control() and
+  // erase_control() are synced; for_each_control() visits names starting with
+  // `prefix` in byte order until fn returns false.
+  virtual std::optional<std::string> control(std::string_view name) = 0;
+  virtual void put_control(std::string_view name, std::string_view value) = 0;
+  virtual void erase_control(std::string_view name) = 0;
+  virtual void for_each_control(std::string_view prefix,
+                                const std::function<bool(std::string_view name, std::string_view value)>& fn) = 0;
+
   // Bytes used on disk (SST + WAL), for benchmarks and status.
   virtual std::uint64_t disk_bytes() = 0;
 };
 
-// Opens (creating if needed) the RocksDB store at `path`. Throws StoreError, e.g. one
-// with is_lock_held() when another process holds the queue.
-std::unique_ptr<Store> open_rocksdb_store(const std::string& path);
+enum class Access {
+  read_write,  // the one owner: creates the queue if needed; takes its lock
+  // A reader beside the owner (e.g. `kurier report` while `kurier serve` runs): sees
+  // what the owner had written when it opened (a RocksDB secondary instance, caught up
+  // once), takes no lock, and throws StoreError for any write. The queue must exist.
+  read_only,
+};
+
+// Opens the RocksDB store at `path`. Throws StoreError, e.g. one with is_lock_held()
+// when another process holds the queue (read_write only).
+std::unique_ptr<Store> open_rocksdb_store(const std::string& path, Access access = Access::read_write);
 
 }  // namespace kurier::queue

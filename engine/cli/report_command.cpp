@@ -95,9 +95,11 @@ void report_json(queue::Store& store, const queue::Campaign& campaign) {
 void report_text(queue::Store& store, const queue::Campaign& campaign) {
   auto counts = store.counts(campaign.id);
   fmt::print("campaign {} (created {}): {} recipients: {} delivered, {} deferred, {} bounced, {} expired, {} "
-             "suppressed, {} queued\n\n",
+             "suppressed, {} queued",
              campaign.name, iso_time(campaign.created_ms), counts.total(), counts.delivered, counts.deferred,
              counts.bounced, counts.expired, counts.suppressed, counts.queued);
+  if (counts.cancelled > 0) fmt::print(", {} cancelled", counts.cancelled);
+  fmt::print("\n\n");
   print_domain_table(stdout, per_domain(store, campaign.id));
   if (counts.late_bounce + counts.complaint + counts.unsubscribe + counts.autoreply + counts.delay > 0)
     fmt::print("later events: {} late bounces, {} complaints, {} unsubscribes, {} auto-replies, {} delays\n\n",

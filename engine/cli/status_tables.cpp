@@ -21,6 +21,7 @@ void add_state(queue::Counts& counts, queue::State state) {
     case queue::State::bounced: ++counts.bounced; break;
     case queue::State::expired: ++counts.expired; break;
     case queue::State::suppressed: ++counts.suppressed; break;
+    case queue::State::cancelled: ++counts.cancelled; break;
   }
 }
 

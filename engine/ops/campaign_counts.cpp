@@ -11,7 +11,7 @@ namespace kurier::engine {
 nlohmann::json counts_json(const queue::Counts& counts) {
   return {{"total", counts.total()}, {"queued", counts.queued}, {"delivered", counts.delivered},
           {"deferred", counts.deferred}, {"bounced", counts.bounced}, {"expired", counts.expired},
-          {"suppressed", counts.suppressed}};
+          {"suppressed", counts.suppressed}, {"cancelled", counts.cancelled}};
 }
 
 CampaignCounts::CampaignCounts(queue::Store& store, Delivery& delivery) : store_(store), delivery_(delivery) {
