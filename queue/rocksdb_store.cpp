@@ -307,7 +307,8 @@ class RocksStore final : public Store {
   void for_each_recipient(CampaignId id, const std::function<bool(const Recipient&)>& fn) override;
   std::vector<Attempt> attempts(RecipientKey key) override;
   Counts counts(CampaignId id) override;
-  std::vector<Recipient> due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor) override;
+  std::vector<Recipient> due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor,
+                             std::span<const CampaignId> held) override;
   std::optional<std::int64_t> next_due_ms(std::optional<CampaignId> campaign) override;
   void record(std::span<const Outcome> outcomes) override;
   EventResult add_event(RecipientKey key, const Event& event, const std::optional<AddressUpdate>& update) override;
@@ -1016,7 +1017,8 @@ std::optional<std::string> past_campaign_bucket(const codec::ScheduleEntry& e) {
 }
 }  // namespace
 
-std::vector<Recipient> RocksStore::due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor) {
+std::vector<Recipient> RocksStore::due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor,
+                                       std::span<const CampaignId> held) {
   std::vector<Recipient> out;
   if (limit == 0) return out;
   // Start at the later of the cursor and the low-water mark. A scan from the mark
@@ -1074,7 +1076,8 @@ std::vector<Recipient> RocksStore::due(std::int64_t now_ms, std::size_t limit, S
     auto e = codec::parse_schedule_key(key);
     if (!e) corrupt("schedule", key);
     if (first_seen.empty()) first_seen.assign(key);
-    if (!committed_now->contains(e->key.campaign)) {
+    if (!committed_now->contains(e->key.campaign) ||
+        std::binary_search(held.begin(), held.end(), e->key.campaign)) {
       auto next = past_campaign_bucket(*e);
       if (!next) break;
       it->Seek(*next);

@@ -255,9 +255,12 @@ class Store {
   // before now_ms and after `cursor`, in (due, campaign, recipient) order; advances
   // cursor past the last one returned. Reset the cursor to see entries again.
   // Each returned Status::next_attempt_ms is the due time of its schedule entry (pass
-  // it back as Outcome::previous_due_ms). Entries of campaigns not yet committed are
-  // skipped and do not move the cursor.
-  virtual std::vector<Recipient> due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor) = 0;
+  // it back as Outcome::previous_due_ms). Entries of campaigns not yet committed, and
+  // of the campaigns in `held` (sorted; paused or cancelled ones), are skipped and do
+  // not move the cursor; skipping costs one seek per (due time, campaign), not one
+  // step per recipient, so a paused million-recipient intake is passed over at once.
+  virtual std::vector<Recipient> due(std::int64_t now_ms, std::size_t limit, ScheduleCursor& cursor,
+                                     std::span<const CampaignId> held = {}) = 0;
   // The earliest schedule entry, optionally for one campaign only.
   virtual std::optional<std::int64_t> next_due_ms(std::optional<CampaignId> campaign = std::nullopt) = 0;
 

@@ -71,7 +71,7 @@ void for_each_address_in_file(const fs::path& path, const AddressFn& fn) {
 std::unique_ptr<queue::Store> open_suppression_store(const Config& config) {
   if (!fs::exists(config.queue.path)) return nullptr;
   try {
-    return open_queue(config);
+    return open_queue_for_reading(config);
   } catch (const queue::StoreError& e) {
     fmt::print(stderr, "kurier: note: suppression list not checked: the queue {} cannot be opened now "
                "(a running kurier holds it?): {}\n", config.queue.path.string(), e.what());

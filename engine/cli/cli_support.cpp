@@ -2,7 +2,14 @@
 // rethrows the store's StoreError, with a message of its own for a held lock.
 #include "engine/cli/cli_support.h"
 
+#include <cstdio>
+
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "engine/cli/daemon_client.h"
+#include "engine/core/clock.h"
+#include "engine/ops/operations.h"
 
 namespace kurier::engine {
 
@@ -29,6 +36,36 @@ std::unique_ptr<queue::Store> open_queue(const Config& config) {
                                 "\"). [" + e.what() + "]",
                             queue::StoreError::Kind::lock_held);
   }
+}
+
+std::unique_ptr<queue::Store> open_queue_for_reading(const Config& config) {
+  try {
+    return queue::open_rocksdb_store(config.queue.path.string());
+  } catch (const queue::StoreError& e) {
+    if (!e.is_lock_held()) throw;
+  }
+  // `kurier serve` holds it: read beside it.
+  return queue::open_rocksdb_store(config.queue.path.string(), queue::Access::read_only);
+}
+
+int run_operation(const Config& config, const nlohmann::json& request) {
+  OperationResult result;
+  std::unique_ptr<queue::Store> store;
+  try {
+    std::filesystem::create_directories(config.queue.path);
+    store = queue::open_rocksdb_store(config.queue.path.string());
+  } catch (const queue::StoreError& e) {
+    if (!e.is_lock_held()) throw;
+  }
+  if (store) {
+    OperationTarget target{*store, config, nullptr, system_now_ms()};
+    result = perform(request, target);
+  } else {
+    result = daemon_operation(config, request);
+  }
+  std::fputs(result.out.c_str(), stdout);
+  std::fputs(result.err.c_str(), stderr);
+  return result.exit;
 }
 
 int run_chosen(const std::vector<CliCommand>& commands) {

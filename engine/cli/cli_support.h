@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "engine/cli/commands.h"
 #include "engine/core/config.h"
@@ -63,6 +64,16 @@ CliCommand config_command(CLI::App* command, std::shared_ptr<State> state, Run r
 // when another process holds the queue (is_lock_held()), its message says what to do
 // instead: stop that process, or hand the work to the running daemon.
 std::unique_ptr<queue::Store> open_queue(const Config& config);
+
+// Opens the queue for reading: as its owner when no other process holds it, otherwise
+// beside the `kurier serve` that does (queue::Access::read_only: what it had written
+// when this opened). Reports read this way print the same whoever holds the queue.
+std::unique_ptr<queue::Store> open_queue_for_reading(const Config& config);
+
+// Runs a queue-changing operation (engine/ops/operations.h) on the queue, or — when
+// `kurier serve` holds it — through the daemon's API, prints its output and returns its
+// exit status: the same either way.
+int run_operation(const Config& config, const nlohmann::json& request);
 
 // Runs the one of `commands` that was chosen on the command line; 0 if none was.
 int run_chosen(const std::vector<CliCommand>& commands);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -39,5 +40,7 @@ CliCommand add_bounce_command(CLI::App& app);
 CliCommand add_bounce_ingest_command(CLI::App& bounce);
 // suppression_command.cpp: the `suppress` group (import, export, list, add, remove).
 CliCommand add_suppress_command(CLI::App& app);
+// control_command.cpp: pause, resume, cancel, retry, suspend, unsuspend, purge.
+std::vector<CliCommand> add_control_commands(CLI::App& app);
 
 }  // namespace kurier::engine

@@ -18,11 +18,12 @@ int main(int argc, char** argv) {
   CLI::App app{"kurier: bulk mail straight to the recipients' MX hosts, every reply captured"};
   app.require_subcommand(1);
   // In the order `kurier --help` lists them.
-  const std::vector<CliCommand> commands = {
+  std::vector<CliCommand> commands = {
       add_send_command(app),  add_report_command(app), add_status_command(app), add_serve_command(app),
       add_submit_command(app), add_top_command(app),   add_check_command(app),  add_dkim_command(app),
       add_bounce_command(app), add_suppress_command(app),
   };
+  for (auto& command : add_control_commands(app)) commands.push_back(std::move(command));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -121,7 +121,7 @@ int report_command(const ReportOptions& options) {
   log::set_level(config.log.level);
   if (options.format != "text" && options.format != "json" && options.format != "csv")
     throw InputError("--format", 0, "", "must be text, json or csv");
-  auto store = open_queue(config);
+  auto store = open_queue_for_reading(config);
   auto campaign = store->find_campaign(options.campaign);
   if (!campaign) throw InputError("campaign", 0, "", "no campaign '" + options.campaign + "' in the queue");
   if (options.format == "csv")

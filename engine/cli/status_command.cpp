@@ -87,7 +87,7 @@ int status_command(const StatusOptions& options) {
     print_live(std::move(*live), options);
     return 0;
   }
-  auto store = open_queue(config);
+  auto store = open_queue_for_reading(config);
   print_from_queue(*store, options);
   return 0;
 }

@@ -27,7 +27,4 @@ struct SuppressOptions {
 };
 int suppress_command(const SuppressOptions& options);
 
-// Parses "2026-11-23T11:26:45Z", "2026-11-23T11:26:45.123Z" or "1700000000000" (ms).
-std::optional<std::int64_t> parse_time_ms(std::string_view text);
-
 }  // namespace kurier::engine

@@ -215,6 +215,40 @@ void read_engine(const toml::table& e, const ConfigFile& in, Config& config) {
   }
 }
 
+// A share given as 0.05 or as "5%".
+double read_share(const toml::table& t, std::string_view key, const ConfigFile& in, const std::string& field) {
+  const toml::node* node = t.get(key);
+  std::optional<double> value;
+  if (auto d = node->value<double>()) value = *d;
+  if (auto s = node->value<std::string>(); s && !s->empty() && s->back() == '%') {
+    try {
+      std::size_t used = 0;
+      double percent = std::stod(s->substr(0, s->size() - 1), &used);
+      if (used == s->size() - 1) value = percent / 100;
+    } catch (const std::exception&) {
+    }
+  }
+  if (!value || *value < 0 || *value > 1)
+    throw InputError(in.file, line_of(*node), field, "must be a share between 0 and 1 (0.05) or a percentage (\"5%\")");
+  return *value;
+}
+
+void read_breaker(const toml::table& b, const ConfigFile& in, Config& config) {
+  reject_unknown_keys(b, {"hard_bounce_rate", "min_attempts", "complaint_rate", "min_deliveries"}, {in.file, "breaker"});
+  if (b.contains("hard_bounce_rate"))
+    config.breaker.hard_bounce_rate = read_share(b, "hard_bounce_rate", in, "breaker.hard_bounce_rate");
+  if (b.contains("complaint_rate"))
+    config.breaker.complaint_rate = read_share(b, "complaint_rate", in, "breaker.complaint_rate");
+  for (auto [key, target] : {std::pair{"min_attempts", &config.breaker.min_attempts},
+                             std::pair{"min_deliveries", &config.breaker.min_deliveries}}) {
+    auto field = std::string("breaker.") + key;
+    if (auto v = get<std::int64_t>(b, key, in.file, field)) {
+      if (*v < 1) throw InputError(in.file, line_of(*b.get(key)), field, "must be >= 1");
+      *target = static_cast<std::uint64_t>(*v);
+    }
+  }
+}
+
 void read_hygiene(const toml::table& h, const ConfigFile& in, Config& config) {
   read_hygiene_section(h, in.file, in.base, config.hygiene);  // checks its own keys
 }
@@ -234,7 +268,8 @@ using SectionReader = void (*)(const toml::table&, const ConfigFile&, Config&);
 const std::vector<std::pair<std::string_view, SectionReader>> kReaders = {
     {"queue", read_queue},   {"dns", read_dns},         {"smtp", read_smtp},     {"mta_sts", read_mta_sts},
     {"verp", read_verp},     {"dkim", read_dkim},       {"http", read_http},     {"bounce", read_bounce},
-    {"engine", read_engine}, {"hygiene", read_hygiene}, {"log", read_log},       {"shaping", read_shaping}};
+    {"engine", read_engine}, {"hygiene", read_hygiene}, {"log", read_log},       {"shaping", read_shaping},
+    {"breaker", read_breaker}};
 
 std::vector<std::string_view> section_names() {
   std::vector<std::string_view> names;

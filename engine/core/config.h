@@ -84,6 +84,16 @@ struct EngineConfig {  // [engine]
   std::size_t window = 20000;  // recipients in flight at most (memory bound)
 };
 
+// Circuit breakers (engine/delivery/breaker.h): a campaign whose list or content burns
+// the sender's reputation is paused. Rates are shares (0.05 = 5 %); a rate of 0 turns
+// that breaker off.
+struct BreakerConfig {  // [breaker]
+  double hard_bounce_rate = 0.05;     // hard bounces / final MX answers (delivered + bounced)
+  std::uint64_t min_attempts = 200;   // ... counted once this many answers are in
+  double complaint_rate = 0.001;      // complaints / deliveries
+  std::uint64_t min_deliveries = 1000;
+};
+
 struct LogConfig {  // [log]
   std::string level = "warn";
 };
@@ -99,6 +109,7 @@ struct Config {
   HttpConfig http;
   BounceConfig bounce;
   EngineConfig engine;
+  BreakerConfig breaker;
   HygieneOptions hygiene;      // [hygiene]: lists and policy per verdict
   LogConfig log;
   ShapingRules shaping;        // [shaping] file (engine/delivery/shaping/shaping.h); defaults without one

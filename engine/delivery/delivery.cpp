@@ -8,12 +8,16 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/log.h"
+#include "engine/delivery/admin.h"
+#include "engine/delivery/breaker.h"
+#include "engine/delivery/campaign_control.h"
 #include "engine/delivery/compose.h"
 #include "engine/delivery/dispatcher.h"
 #include "engine/delivery/smtp_dispatcher.h"
@@ -48,7 +52,17 @@ struct RecipientKeyHash {
 struct Delivery::Impl final : OutcomeSink {
   Impl(queue::Store& store_in, const Config& config_in, Clock clock_in,
        std::unique_ptr<DispatcherFactory> dispatchers_in)
-      : store(store_in), config(config_in), clock(std::move(clock_in)), dispatchers(std::move(dispatchers_in)) {}
+      : store(store_in), config(config_in), clock(std::move(clock_in)), dispatchers(std::move(dispatchers_in)) {
+    for (auto& [scope, hold] : load_holds(store, clock())) shaper.hold(scope, hold);
+    // A resumed campaign's entries lie behind the feeder's cursor: scan from the start.
+    control.on_change([this](queue::CampaignId id, const ControlState& state) {
+      if (state.state == RunState::running) {
+        breakers.reset(id);
+        rescan = true;
+      }
+      flight_cv.notify_all();
+    });
+  }
 
   void run(const std::function<bool()>& done);
   void start();  // workers and the result writer
@@ -59,6 +73,12 @@ struct Delivery::Impl final : OutcomeSink {
   void report(queue::Outcome&& outcome) override;  // any worker thread
   void writer_loop();
   void on_recorded(const std::vector<queue::Outcome>& batch);
+  void end_cancelled(std::vector<queue::Outcome>& batch);
+  struct AdminRequest {
+    std::vector<queue::Outcome> changes;
+    std::promise<std::size_t> done;
+  };
+  void apply_admin(AdminRequest& request);
   void fail(std::exception_ptr error) override;
 
   queue::Store& store;
@@ -69,12 +89,16 @@ struct Delivery::Impl final : OutcomeSink {
   Metrics metrics;
   // Limits per destination key, shared by every worker (engine/delivery/shaping/shaping.h).
   Shaper shaper{config.shaping, clock};
+  CampaignControl control{store};
+  Breakers breakers{config.breaker};
+  std::atomic<bool> rescan{false};  // the feeder starts its next scan from the head
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> delivered{0}, deferred{0}, bounced{0}, expired{0}, sessions{0}, messages_sent{0};
   // Before the workers: what their sessions share (signing pool, MTA-STS cache), made
   // into one dispatcher per worker. drain() runs before the workers stop.
   std::unique_ptr<DispatcherFactory> dispatchers;
-  WorkerShared shared{config, clock, shaper, metrics, *dispatchers, *this, stopping, sessions, messages_sent};
+  WorkerShared shared{config,  clock,    shaper,   metrics,  *dispatchers, *this,
+                      control, breakers, stopping, sessions, messages_sent};
   std::vector<std::unique_ptr<Worker>> workers;
   std::unordered_map<queue::CampaignId, std::shared_ptr<const CampaignContext>> contexts;  // feeder only
 
@@ -91,7 +115,9 @@ struct Delivery::Impl final : OutcomeSink {
   std::mutex results_mutex;
   std::condition_variable results_cv;
   std::vector<queue::Outcome> results;
+  std::vector<std::shared_ptr<AdminRequest>> admin_requests;
   bool writer_stop = false;
+  bool writer_running = false;  // guarded by results_mutex: admin changes go through the writer
   std::thread writer;
 
   std::exception_ptr failure;  // guarded by flight_mutex
@@ -111,6 +137,7 @@ void Delivery::Impl::dispatch(queue::Recipient&& recipient) {
   {
     std::lock_guard lock(flight_mutex);
     if (recorded_during_scan.count(recipient.key)) return;  // stale snapshot: already done
+    if (control.held(recipient.key.campaign)) return;       // paused since the scan began
     if (!in_flight.insert(recipient.key).second) return;   // already on its way
     ++in_flight_by_campaign[recipient.key.campaign];
   }
@@ -132,11 +159,13 @@ void Delivery::Impl::report(queue::Outcome&& outcome) {
 
 void Delivery::Impl::writer_loop() {
   std::vector<queue::Outcome> batch;
+  std::vector<std::shared_ptr<AdminRequest>> admin;
   for (;;) {
     {
       std::unique_lock lock(results_mutex);
-      results_cv.wait(lock, [&] { return !results.empty() || writer_stop; });
-      if (results.empty() && writer_stop) return;
+      results_cv.wait(lock, [&] { return !results.empty() || !admin_requests.empty() || writer_stop; });
+      if (results.empty() && admin_requests.empty() && writer_stop) return;
+      admin.swap(admin_requests);
       if (results.size() <= kMaxRecordBatch) {
         batch.swap(results);
       } else {
@@ -146,14 +175,56 @@ void Delivery::Impl::writer_loop() {
       }
     }
     try {
-      store.record(batch);
+      end_cancelled(batch);
+      if (!batch.empty()) store.record(batch);
     } catch (...) {
+      for (auto& request : admin) request->done.set_exception(std::current_exception());
       fail(std::current_exception());
       return;
     }
     on_recorded(batch);
     batch.clear();
+    for (auto& request : admin) apply_admin(*request);
+    admin.clear();
   }
+}
+
+// A recipient of a cancelled campaign that comes back unfinished (in flight when the
+// campaign was cancelled, or handed back unsent) ends `cancelled` instead.
+void Delivery::Impl::end_cancelled(std::vector<queue::Outcome>& batch) {
+  if (control.held_list()->empty()) return;
+  for (auto& o : batch) {
+    if (queue::is_final(o.status.state) || !control.cancelled(o.key.campaign)) continue;
+    o.status.state = queue::State::cancelled;
+    o.status.next_attempt_ms = 0;
+    o.status.category.clear();
+    o.status.reason = control.state(o.key.campaign).reason;
+    if (o.status.reason.empty()) o.status.reason = "cancelled";
+  }
+}
+
+// On the writer thread, so no delivery outcome is recorded between the check and the
+// write: changes for recipients in flight or changed since selection are dropped.
+void Delivery::Impl::apply_admin(AdminRequest& request) {
+  std::vector<queue::Outcome> keep;
+  try {
+    {
+      std::lock_guard lock(flight_mutex);
+      for (auto& c : request.changes)
+        if (!in_flight.count(c.key)) keep.push_back(std::move(c));
+    }
+    std::erase_if(keep, [&](const queue::Outcome& c) {
+      auto now = store.recipient(c.key);
+      return !now || queue::is_final(now->status.state) || now->status.next_attempt_ms != c.previous_due_ms;
+    });
+    apply_offline(store, keep);
+  } catch (...) {
+    request.done.set_exception(std::current_exception());
+    fail(std::current_exception());
+    return;
+  }
+  on_recorded(keep);
+  request.done.set_value(keep.size());
 }
 
 void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
@@ -214,6 +285,10 @@ void Delivery::Impl::start() {
                                                 : std::max(1u, std::thread::hardware_concurrency());
   for (std::size_t i = 0; i < worker_count; ++i) workers.push_back(std::make_unique<Worker>(shared, i));
   for (auto& w : workers) w->start();
+  {
+    std::lock_guard lock(results_mutex);
+    writer_running = true;
+  }
   writer = std::thread([this] { writer_loop(); });
 }
 
@@ -234,8 +309,10 @@ void Delivery::Impl::feed(const std::function<bool()>& done) {
     }
     std::size_t room = config.engine.window > flying ? config.engine.window - flying : 0;
     std::size_t taken = 0;
+    if (rescan.exchange(false)) cursor.reset();
     if (room > 0) {
-      auto due = store.due(clock(), std::min(room, kDueBatch), cursor);
+      const auto held = control.held_list();
+      auto due = store.due(clock(), std::min(room, kDueBatch), cursor, *held);
       taken = due.size();
       for (auto& r : due) dispatch(std::move(r));
     }
@@ -306,6 +383,43 @@ DeliveryProgress Delivery::progress() const {
   std::lock_guard lock(impl_->flight_mutex);
   p.in_flight = impl_->in_flight.size();
   return p;
+}
+
+CampaignControl& Delivery::control() { return impl_->control; }
+
+Breakers& Delivery::breakers() { return impl_->breakers; }
+
+std::size_t Delivery::apply_admin(std::vector<queue::Outcome> changes) {
+  auto request = std::make_shared<Impl::AdminRequest>();
+  request->changes = std::move(changes);
+  auto done = request->done.get_future();
+  {
+    std::lock_guard lock(impl_->results_mutex);
+    if (impl_->writer_stop || !impl_->writer_running) {
+      // No engine running (before run() or after it returned): nothing is in flight.
+      auto applied = apply_offline(impl_->store, request->changes);
+      return applied;
+    }
+    impl_->admin_requests.push_back(request);
+  }
+  impl_->results_cv.notify_one();
+  return done.get();
+}
+
+void Delivery::suspend(const std::string& scope, std::int64_t until_ms, const std::string& reason) {
+  persist_hold(impl_->store, scope, {until_ms, reason});
+  impl_->shaper.hold(scope, {until_ms, reason});
+}
+
+bool Delivery::unsuspend(const std::string& scope) {
+  erase_hold(impl_->store, scope);
+  return impl_->shaper.release(scope);
+}
+
+std::vector<OperatorHold> Delivery::holds() const {
+  std::vector<OperatorHold> out;
+  for (const auto& [scope, hold] : impl_->shaper.holds(impl_->clock())) out.push_back({scope, hold.until_ms, hold.reason});
+  return out;
 }
 
 std::uint64_t Delivery::in_flight(queue::CampaignId campaign) const {

@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "engine/core/clock.h"
 #include "engine/core/config.h"
@@ -29,6 +31,8 @@
 
 namespace kurier::engine {
 
+class Breakers;           // engine/delivery/breaker.h
+class CampaignControl;    // engine/delivery/campaign_control.h
 class DispatcherFactory;  // engine/delivery/dispatcher.h
 class Metrics;            // engine/ops/metrics.h
 
@@ -41,6 +45,13 @@ struct DeliveryProgress {
   std::uint64_t in_flight = 0;       // dispatched, outcome not yet durable
   std::uint64_t sessions = 0;        // SMTP sessions open or opening
   std::uint64_t messages_sent = 0;   // transactions attempted
+};
+
+// An operator suspension in force (engine/delivery/admin.h).
+struct OperatorHold {
+  std::string scope;  // "domain:<d>" or "provider:<name>"
+  std::int64_t until_ms = 0;
+  std::string reason;
 };
 
 class Delivery {
@@ -67,6 +78,20 @@ class Delivery {
   Metrics& metrics();
   // Recipients of `campaign` dispatched whose outcome is not durable yet.
   std::uint64_t in_flight(queue::CampaignId campaign) const;
+
+  // Paused and cancelled campaigns (loaded from the queue); changes take effect before
+  // the next transaction. Lives as long as this object.
+  CampaignControl& control();
+  Breakers& breakers();
+  // Records operator changes (engine/delivery/admin.h) through the result writer, so
+  // they never race a delivery outcome: recipients in flight, and any whose status
+  // changed since the change was built, are left alone. Blocks until the changes are
+  // durable; returns how many were recorded. Any thread; throws the store's error.
+  std::size_t apply_admin(std::vector<queue::Outcome> changes);
+  // Operator suspensions of a scope ("domain:<d>", "provider:<name>"), kept in the queue.
+  void suspend(const std::string& scope, std::int64_t until_ms, const std::string& reason);
+  bool unsuspend(const std::string& scope);
+  std::vector<OperatorHold> holds() const;
 
  private:
   struct Impl;

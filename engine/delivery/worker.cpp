@@ -13,6 +13,8 @@
 #include "common/log.h"
 #include "dns/mx_resolver.h"
 #include "engine/bounces/apply.h"
+#include "engine/delivery/breaker.h"
+#include "engine/delivery/campaign_control.h"
 #include "engine/delivery/dispatcher.h"
 #include "engine/delivery/resolve.h"
 #include "engine/ops/metrics.h"
@@ -49,6 +51,21 @@ class ReadyQueue {
   void push_front(Job&& job) {
     jobs_.push_front(std::move(job));
     metrics_.add_queued(1);
+  }
+  // Takes out the jobs `pred` picks, in order (e.g. those of a paused campaign).
+  template <typename Pred>
+  std::vector<Job> take_if(Pred pred) {
+    std::vector<Job> out;
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (!pred(*it)) {
+        ++it;
+        continue;
+      }
+      out.push_back(std::move(*it));
+      it = jobs_.erase(it);
+    }
+    metrics_.add_queued(-static_cast<std::int64_t>(out.size()));
+    return out;
   }
   Job pop_front() {
     Job job = std::move(jobs_.front());
@@ -102,6 +119,11 @@ struct Worker::Impl {
   void routed(Destination& dest, std::shared_ptr<Throttle> throttle);
   void wake_at(Destination& dest, std::int64_t at_ms);
   void hand_back(Destination& dest, std::int64_t due_ms);
+  void give_back(Job&& job, std::int64_t due_ms);
+  // Jobs of paused or cancelled campaigns go back to the store unsent; true if any did.
+  bool release_held(Destination& dest);
+  // An operator suspension of the destination: its queue goes back, due at the end.
+  bool operator_held(Destination& dest);
   void erase_if_idle(Destination& dest);
   void start_sessions(Destination& dest);
   static asio::awaitable<void> run_session(Impl* self, Destination* dest);
@@ -111,6 +133,7 @@ struct Worker::Impl {
   // `throttle_reply`: a throttling reply past the requeue limit (outcome.h, decide_outcome).
   void finish(Destination& dest, Job& job, const Classification& c, queue::Attempt attempt,
               bool throttle_reply = false);
+  void observe_breakers(Destination& dest, const Job& job, const queue::Status& status);
   void fail_queue(Destination& dest, const SiteFailure& failure);
   void fail_destination_dns(Destination& dest, dns::Status status, std::string_view detail);
   void fail_destination_connect(Destination& dest, const std::vector<smtp::ConnectFailure>& failures,
@@ -160,6 +183,9 @@ class Slot final : public SessionSlot {
 
   asio::awaitable<std::optional<Job>> next_message() override {
     Throttle& throttle = *dest_.throttle;
+    // Paused campaigns and operator suspensions take effect between two messages.
+    w_.release_held(dest_);
+    if (w_.shared.shaper.held_until(dest_.domain, throttle.provider(), w_.shared.clock()) != 0) co_return std::nullopt;
     if (!wanted() || sent_ >= throttle.limits().messages_per_connection) co_return std::nullopt;
     // Shaping: give way when the key was slowed below the connections open or
     // suspended, and pace each message to the key's rate (shared with every domain of
@@ -170,6 +196,7 @@ class Slot final : public SessionSlot {
     if (*slot > now) {
       asio::steady_timer pace(w_.io, std::chrono::milliseconds(*slot - now));
       co_await pace.async_wait(asio::use_awaitable);
+      w_.release_held(dest_);
       if (!wanted()) co_return std::nullopt;
     }
     dest_.metrics->add_in_flight(1);
@@ -289,15 +316,38 @@ void Worker::Impl::wake_at(Destination& dest, std::int64_t at_ms) {
 void Worker::Impl::hand_back(Destination& dest, std::int64_t due_ms) {
   log->debug("event=throttle_hand_back domain={} key={} recipients={} due_ms={}", dest.domain, dest.throttle->key(),
              dest.pending.size(), due_ms);
-  while (!dest.pending.empty()) {
-    Job job = dest.pending.pop_front();
-    queue::Outcome outcome;
-    outcome.key = job.recipient.key;
-    outcome.previous_due_ms = job.recipient.status.next_attempt_ms;
-    outcome.status = job.recipient.status;
-    outcome.status.next_attempt_ms = due_ms;
-    shared.outcomes.report(std::move(outcome));
+  while (!dest.pending.empty()) give_back(dest.pending.pop_front(), due_ms);
+}
+
+// Back to the store with its status unchanged but for the due time: no attempt.
+void Worker::Impl::give_back(Job&& job, std::int64_t due_ms) {
+  queue::Outcome outcome;
+  outcome.key = job.recipient.key;
+  outcome.previous_due_ms = job.recipient.status.next_attempt_ms;
+  outcome.status = job.recipient.status;
+  outcome.status.next_attempt_ms = due_ms;
+  shared.outcomes.report(std::move(outcome));
+}
+
+bool Worker::Impl::release_held(Destination& dest) {
+  if (shared.control.held_list()->empty()) return false;
+  auto held = dest.pending.take_if([&](const Job& job) { return shared.control.held(job.recipient.key.campaign); });
+  for (auto& job : held) {
+    const std::int64_t due = job.recipient.status.next_attempt_ms;
+    give_back(std::move(job), due);
   }
+  return !held.empty();
+}
+
+bool Worker::Impl::operator_held(Destination& dest) {
+  const std::int64_t now = shared.clock();
+  const std::int64_t until = shared.shaper.held_until(dest.domain, dest.throttle->provider(), now);
+  if (until <= now) return false;
+  if (!dest.pending.empty()) {
+    log->info("event=operator_hold domain={} recipients={} until_ms={}", dest.domain, dest.pending.size(), until);
+    hand_back(dest, until);
+  }
+  return true;
 }
 
 void Worker::Impl::erase_if_idle(Destination& dest) {
@@ -314,6 +364,8 @@ void Worker::Impl::start_sessions(Destination& dest) {
   }
   // One more session per kPendingPerSession queued messages: a handful of messages
   // share one connection (pipelined, reused) instead of opening one each.
+  release_held(dest);
+  if (operator_held(dest)) return;
   auto wanted = [&] { return (dest.pending.size() + kPendingPerSession - 1) / kPendingPerSession; };
   while (!shared.stopping && static_cast<std::size_t>(dest.sessions) < wanted()) {
     const std::int64_t now = shared.clock();
@@ -375,7 +427,24 @@ void Worker::Impl::finish(Destination& dest, Job& job, const Classification& c, 
     case queue::State::expired: dest.metrics->count_expired(); break;
     default: break;
   }
+  observe_breakers(dest, job, outcome.status);
   shared.outcomes.report(std::move(outcome));
+}
+
+// A final outcome counts towards the campaign's breakers; a trip pauses the campaign
+// (recorded in the queue: this waits for one synced write, once per trip).
+void Worker::Impl::observe_breakers(Destination& dest, const Job& job, const queue::Status& status) {
+  const auto campaign = job.recipient.key.campaign;
+  const std::string& provider = dest.throttle->provider().empty() ? dest.domain : dest.throttle->provider();
+  auto finding = shared.breakers.observe(campaign, provider, status.state, status.category);
+  if (!finding) return;
+  log->warn("event=breaker_tripped campaign={} finding=\"{}\"", job.campaign->campaign.name, *finding);
+  shared.metrics.global().breaker_trips.fetch_add(1, std::memory_order_relaxed);
+  try {
+    shared.control.pause(campaign, *finding, "breaker", shared.clock());
+  } catch (...) {
+    shared.outcomes.fail(std::current_exception());
+  }
 }
 
 // Every recipient queued for the destination gets the site failure.

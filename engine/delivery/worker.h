@@ -22,6 +22,8 @@
 
 namespace kurier::engine {
 
+class Breakers;           // engine/delivery/breaker.h
+class CampaignControl;    // engine/delivery/campaign_control.h
 class DispatcherFactory;  // engine/delivery/dispatcher.h
 class Metrics;            // engine/ops/metrics.h
 class Shaper;             // engine/delivery/shaping/shaping.h
@@ -42,6 +44,8 @@ struct WorkerShared {
   Metrics& metrics;
   DispatcherFactory& dispatchers;
   OutcomeSink& outcomes;
+  CampaignControl& control;  // paused/cancelled campaigns: their jobs go back unsent
+  Breakers& breakers;        // fed with every final outcome
   const std::atomic<bool>& stopping;
   std::atomic<std::uint64_t>& sessions;       // open or opening, over all workers
   std::atomic<std::uint64_t>& messages_sent;  // transactions attempted

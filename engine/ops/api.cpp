@@ -2,12 +2,18 @@
 // StoreError from an intake become 400 and 507 answers, never exceptions out of here.
 #include "engine/ops/api.h"
 
+#include <map>
 #include <string_view>
 
+#include <fmt/format.h>
+
+#include "common/text.h"
 #include "engine/core/input_error.h"
+#include "engine/delivery/campaign_control.h"
 #include "engine/intake/campaign.h"
 #include "engine/ops/auth_token.h"
 #include "engine/ops/metrics.h"
+#include "engine/ops/operations.h"
 
 namespace kurier::engine {
 namespace detail {
@@ -55,8 +61,15 @@ HttpResponse Api::operator()(const HttpRequest& request) {
   const bool get = request.method == "GET" || request.method == "HEAD";
   if (request.path == "/" && get) return {200, "text/html; charset=utf-8", std::string(detail::kDashboardHtml)};
   if (request.path == "/metrics" && get)
-    return {200, "text/plain; version=0.0.4; charset=utf-8", to_prometheus(delivery_.metrics().snapshot())};
+    return {200, "text/plain; version=0.0.4; charset=utf-8",
+            to_prometheus(delivery_.metrics().snapshot()) + control_metrics()};
   if (request.path == "/api/status" && get) return json_response(200, status());
+  if (request.path == "/api/operations") {
+    if (request.method != "POST") return json_response(405, {{"error", "use POST"}});
+    if (!token_matches(request.authorization, token_))
+      return json_response(401, {{"error", "a valid 'Authorization: Bearer <token>' is required"}});
+    return operation(request.body);
+  }
   if (request.path == "/api/campaigns") {
     if (request.method != "POST") return json_response(405, {{"error", "use POST"}});
     if (!token_matches(request.authorization, token_))
@@ -66,6 +79,30 @@ HttpResponse Api::operator()(const HttpRequest& request) {
   return json_response(404, {{"error", "no such endpoint: " + request.path}});
 }
 
+// Paused and cancelled campaigns and operator suspensions, as Prometheus gauges.
+std::string Api::control_metrics() {
+  std::string out =
+      "# HELP kurier_campaign_held Campaigns paused or cancelled (1), by state, who and why.\n"
+      "# TYPE kurier_campaign_held gauge\n";
+  auto label = [](std::string v) {
+    std::string o;
+    for (char c : v) o += c == '"' || c == '\\' ? std::string("\\") + c : c == '\n' ? std::string("\\n") : std::string(1, c);
+    return o;
+  };
+  for (const auto& [id, state] : delivery_.control().all()) {
+    auto campaign = store_.campaign(id);
+    out += fmt::format("kurier_campaign_held{{campaign=\"{}\",state=\"{}\",by=\"{}\",reason=\"{}\"}} 1\n",
+                       label(campaign ? campaign->name : std::to_string(id)), to_string(state.state), label(state.by),
+                       label(state.reason));
+  }
+  out += "# HELP kurier_operator_suspended_until_seconds Operator suspensions (kurier suspend), by scope.\n"
+         "# TYPE kurier_operator_suspended_until_seconds gauge\n";
+  for (const auto& hold : delivery_.holds())
+    out += fmt::format("kurier_operator_suspended_until_seconds{{scope=\"{}\",reason=\"{}\"}} {}\n", label(hold.scope),
+                       label(hold.reason), hold.until_ms / 1000);
+  return out;
+}
+
 json Api::status() {
   auto snapshot = delivery_.metrics().snapshot();
   const std::int64_t now_s = snapshot.taken_ms / 1000;
@@ -73,6 +110,24 @@ json Api::status() {
   for (const auto& d : snapshot.domains) domains.push_back(series_json(d, now_s, "domain"));
   for (const auto& p : snapshot.providers) providers.push_back(series_json(p, now_s, "provider"));
   auto progress = delivery_.progress();
+  json holds = json::array();
+  std::map<std::string, std::string> hold_reasons;
+  for (const auto& hold : delivery_.holds()) {
+    holds.push_back({{"scope", hold.scope}, {"until", hold.until_ms / 1000}, {"reason", hold.reason}});
+    hold_reasons[hold.scope] = hold.reason;
+  }
+  // Operator suspensions show on the destinations they hold.
+  for (auto& d : domains) {
+    std::string reason;
+    if (auto it = hold_reasons.find("domain:" + d["domain"].get<std::string>()); it != hold_reasons.end())
+      reason = it->second;
+    else if (auto p = hold_reasons.find("provider:" + d.value("provider", "")); p != hold_reasons.end())
+      reason = p->second;
+    if (!reason.empty()) d["suspended_reason"] = reason;
+  }
+  for (auto& p : providers)
+    if (auto it = hold_reasons.find("provider:" + p["provider"].get<std::string>()); it != hold_reasons.end())
+      p["suspended_reason"] = it->second;
   return {{"time", snapshot.taken_ms},
           {"started", snapshot.started_ms},
           {"totals",
@@ -85,7 +140,26 @@ json Api::status() {
             {"messages_sent", progress.messages_sent}}},
           {"domains", domains},
           {"providers", providers},
-          {"campaigns", counts_.to_json()}};
+          {"campaigns", counts_.to_json()},
+          {"suspensions", holds}};
+}
+
+HttpResponse Api::operation(const std::string& body) {
+  auto request = json::parse(body, nullptr, false);
+  if (!request.is_object()) return json_response(400, {{"error", "body must be a JSON object with an \"op\""}});
+  std::lock_guard lock(operation_mutex_);
+  try {
+    OperationTarget target{store_, config_, &delivery_, system_now_ms()};
+    OperationResult result = perform(request, target);
+    counts_.poke();
+    log_->info("event=operation op={} exit={} result=\"{}{}\"", request.value("op", ""), result.exit,
+               text::trim(result.out), text::trim(result.err));
+    return json_response(200, to_json(result));
+  } catch (const queue::StoreError& e) {
+    log_->error("event=queue_failed during=operation error=\"{}\"", e.what());
+    if (on_store_failure_) on_store_failure_(e.what());
+    return json_response(507, {{"error", e.what()}});
+  }
 }
 
 HttpResponse Api::submit(const std::string& body) {

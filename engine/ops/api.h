@@ -10,6 +10,10 @@
 //                         intake (atomic, synced) on the files at that path and answers
 //                         {"campaign": id, "resumed", "rows", "queued", "suppressed"};
 //                         400 {"error", "file", "line", "field"} for bad input.
+//   POST /api/operations  a queue operation (engine/ops/operations.h): pause, resume,
+//                         cancel, retry, suspend, unsuspend, purge, suppression changes,
+//                         bounce ingest; answers {"exit", "stdout", "stderr"} as the CLI
+//                         prints them.
 // Every changing endpoint needs "Authorization: Bearer <token>" (auth_token.h).
 #pragma once
 
@@ -45,6 +49,8 @@ class Api {
  private:
   nlohmann::json status();
   HttpResponse submit(const std::string& body);
+  HttpResponse operation(const std::string& body);
+  std::string control_metrics();
 
   const Config& config_;
   queue::Store& store_;
@@ -54,6 +60,7 @@ class Api {
   const Hygiene hygiene_;
   std::unique_ptr<MailHostLookup> mail_hosts_;  // null: no_mail_host is off
   std::mutex submit_mutex_;
+  std::mutex operation_mutex_;  // queue operations one at a time
   std::function<void(const std::string&)> on_store_failure_;
   std::shared_ptr<spdlog::logger> log_ = kurier::log::get("serve");
 };

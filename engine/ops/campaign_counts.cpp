@@ -4,6 +4,9 @@
 #include "engine/ops/campaign_counts.h"
 
 #include "common/log.h"
+#include "engine/delivery/breaker.h"
+#include "engine/delivery/campaign_control.h"
+#include "engine/ops/metrics.h"
 #include "engine/core/text_format.h"
 
 namespace kurier::engine {
@@ -37,6 +40,12 @@ nlohmann::json CampaignCounts::to_json() {
     campaign["created"] = iso_time(row.campaign.created_ms, false);
     campaign["in_flight"] = delivery_.in_flight(id);
     campaign["done"] = row.counts.pending() == 0;
+    const ControlState control = delivery_.control().state(id);
+    if (control.state != RunState::running)
+      campaign["control"] = {{"state", to_string(control.state)},
+                             {"reason", control.reason},
+                             {"by", control.by},
+                             {"since", control.since_ms}};
     out.push_back(std::move(campaign));
   }
   return out;
@@ -57,6 +66,17 @@ void CampaignCounts::loop() {
   }
 }
 
+// The complaint breaker (engine/delivery/breaker.h) reads the queue's counts: complaints
+// arrive through the bounce listener and ingest, long after delivery.
+void CampaignCounts::check_complaints(const queue::Campaign& campaign, const queue::Counts& counts) {
+  if (counts.pending() == 0) return;  // nothing left to stop
+  auto finding = delivery_.breakers().observe_complaints(campaign.id, counts.delivered, counts.complaint);
+  if (!finding) return;
+  kurier::log::get("serve")->warn("event=breaker_tripped campaign={} finding=\"{}\"", campaign.name, *finding);
+  delivery_.metrics().global().breaker_trips.fetch_add(1, std::memory_order_relaxed);
+  delivery_.control().pause(campaign.id, *finding, "breaker", system_now_ms());
+}
+
 void CampaignCounts::refresh() {
   for (auto& campaign : store_.campaigns()) {
     {
@@ -66,6 +86,7 @@ void CampaignCounts::refresh() {
       if (it != rows_.end() && it->second.counts.pending() == 0) continue;
     }
     auto counts = store_.counts(campaign.id);
+    check_complaints(campaign, counts);
     std::lock_guard lock(mutex_);
     rows_[campaign.id] = Row{std::move(campaign), counts};
   }

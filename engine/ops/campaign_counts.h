@@ -18,7 +18,7 @@
 namespace kurier::engine {
 
 // A campaign's recipients by state: total, queued, delivered, deferred, bounced, expired,
-// suppressed (the same keys in /api/status and `kurier report --format json`).
+// suppressed, cancelled (the same keys in /api/status and `kurier report --format json`).
 nlohmann::json counts_json(const queue::Counts& counts);
 
 class CampaignCounts {
@@ -45,6 +45,7 @@ class CampaignCounts {
   };
   void loop();
   void refresh();
+  void check_complaints(const queue::Campaign& campaign, const queue::Counts& counts);
 
   queue::Store& store_;
   Delivery& delivery_;

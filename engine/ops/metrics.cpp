@@ -239,6 +239,7 @@ MetricsSnapshot Metrics::snapshot() const {
   g.outcomes_recorded = global_.outcomes_recorded.load(std::memory_order_relaxed);
   g.record_batches = global_.record_batches.load(std::memory_order_relaxed);
   g.campaigns_submitted = global_.campaigns_submitted.load(std::memory_order_relaxed);
+  g.breaker_trips = global_.breaker_trips.load(std::memory_order_relaxed);
   return out;
 }
 
@@ -257,6 +258,7 @@ std::string to_prometheus(const MetricsSnapshot& snapshot) {
   global_counter(out, "kurier_record_batches_total", "Group commits to the queue.", g.record_batches);
   global_counter(out, "kurier_campaigns_submitted_total", "Campaigns accepted through the API.",
                  g.campaigns_submitted);
+  global_counter(out, "kurier_breaker_trips_total", "Campaigns paused by a circuit breaker.", g.breaker_trips);
   header(out, "kurier_start_time_seconds", "gauge", "Unix time the process started.");
   out += "kurier_start_time_seconds ";
   append_number(out, static_cast<double>(snapshot.started_ms) / 1000.0);

@@ -79,6 +79,7 @@ struct GlobalCounters {
   std::atomic<std::uint64_t> outcomes_recorded{0};   // outcomes made durable in the queue
   std::atomic<std::uint64_t> record_batches{0};      // group commits (synced store writes)
   std::atomic<std::uint64_t> campaigns_submitted{0}; // accepted by `kurier submit` / the API
+  std::atomic<std::uint64_t> breaker_trips{0};       // campaigns paused by a circuit breaker
 };
 
 struct GlobalSnapshot {
@@ -89,6 +90,7 @@ struct GlobalSnapshot {
   std::uint64_t outcomes_recorded = 0;
   std::uint64_t record_batches = 0;
   std::uint64_t campaigns_submitted = 0;
+  std::uint64_t breaker_trips = 0;
 };
 
 struct MetricsSnapshot {

@@ -85,6 +85,19 @@ TEST_F(ControlTest, AReaderSeesTheOwnersCommittedDataWithoutItsLockAndCannotWrit
   EXPECT_TRUE(open_rocksdb_store(path(), Access::read_only)->suppression("later@example.com"));
 }
 
+TEST_F(ControlTest, DuePassesOverHeldCampaignsAndSeesThemAgainOnceReleased) {
+  auto a = add_campaign(*store_, "a", 3000, kNow);
+  auto b = add_campaign(*store_, "b", 2, kNow + 10);
+  ScheduleCursor cursor;
+  const std::vector<CampaignId> held{a};
+  auto due = store_->due(kNow + 100, 10, cursor, held);
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].key.campaign, b);
+  EXPECT_EQ(due[1].key.campaign, b);
+  cursor.reset();
+  EXPECT_EQ(store_->due(kNow + 100, SIZE_MAX, cursor).size(), 3002u);
+}
+
 TEST_F(ControlTest, AReaderOfAMissingQueueFailsAndCreatesNothing) {
   auto missing = (dir_.path() / "nothing-here").string();
   EXPECT_THROW(open_rocksdb_store(missing, Access::read_only), StoreError);

@@ -302,6 +302,41 @@ void Throttle::publish() {
 
 Shaper::Shaper(ShapingRules rules, Clock clock) : rules_(std::move(rules)), clock_(std::move(clock)) {}
 
+void Shaper::hold(const std::string& scope, Hold hold) {
+  std::lock_guard lock(holds_mutex_);
+  holds_[scope] = std::move(hold);
+  any_hold_ = true;
+}
+
+bool Shaper::release(const std::string& scope) {
+  std::lock_guard lock(holds_mutex_);
+  const bool found = holds_.erase(scope) > 0;
+  any_hold_ = !holds_.empty();
+  return found;
+}
+
+std::int64_t Shaper::held_until(std::string_view domain, std::string_view provider, std::int64_t now_ms) const {
+  if (!any_hold_.load(std::memory_order_relaxed)) return 0;
+  std::lock_guard lock(holds_mutex_);
+  std::int64_t until = 0;
+  auto check = [&](std::string_view kind, std::string_view name) {
+    if (name.empty()) return;
+    auto it = holds_.find(std::string(kind) + std::string(name));
+    if (it != holds_.end() && it->second.until_ms > now_ms) until = std::max(until, it->second.until_ms);
+  };
+  check("domain:", domain);
+  check("provider:", provider);
+  return until;
+}
+
+std::map<std::string, Shaper::Hold> Shaper::holds(std::int64_t now_ms) const {
+  std::lock_guard lock(holds_mutex_);
+  std::map<std::string, Hold> out;
+  for (const auto& [scope, hold] : holds_)
+    if (hold.until_ms > now_ms) out.emplace(scope, hold);
+  return out;
+}
+
 bool Shaper::needs_mx(std::string_view domain) const {
   if (!rules_.uses_mx()) return false;
   const std::string d = normalize_name(std::string(domain));

@@ -16,6 +16,7 @@
 //     tests drive them without sleeping.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -233,7 +234,24 @@ class Shaper {
   // Called for every throttle when it is created (e.g. to attach a metrics series).
   void on_new_throttle(std::function<void(Throttle&)> callback);
 
+  // Operator suspensions (`kurier suspend`): a scope "domain:<d>" or "provider:<name>"
+  // held until a time, apart from the throttles' own reactions (and never followed
+  // by their slow recovery).
+  struct Hold {
+    std::int64_t until_ms = 0;
+    std::string reason;
+  };
+  void hold(const std::string& scope, Hold hold);
+  bool release(const std::string& scope);  // false if it was not held
+  // The end of an operator suspension covering the domain or its provider ("" = none);
+  // 0 when neither is held at now_ms. Cheap when nothing is held (one atomic load).
+  std::int64_t held_until(std::string_view domain, std::string_view provider, std::int64_t now_ms) const;
+  std::map<std::string, Hold> holds(std::int64_t now_ms) const;  // those still in force
+
  private:
+  mutable std::mutex holds_mutex_;
+  std::map<std::string, Hold, std::less<>> holds_;
+  std::atomic<bool> any_hold_{false};
   ShapingRules rules_;
   Clock clock_;
   std::mutex mutex_;
