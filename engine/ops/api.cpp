@@ -7,6 +7,7 @@
 #include "engine/core/input_error.h"
 #include "engine/intake/campaign.h"
 #include "engine/ops/auth_token.h"
+#include "engine/ops/chart_data.h"
 #include "engine/ops/metrics.h"
 
 namespace kurier::engine {
@@ -57,6 +58,8 @@ HttpResponse Api::operator()(const HttpRequest& request) {
   if (request.path == "/metrics" && get)
     return {200, "text/plain; version=0.0.4; charset=utf-8", to_prometheus(delivery_.metrics().snapshot())};
   if (request.path == "/api/status" && get) return json_response(200, status());
+  if (request.path == "/api/history" && get)
+    return json_response(200, chart_data_json(delivery_.metrics(), system_now_ms()));
   if (request.path == "/api/campaigns") {
     if (request.method != "POST") return json_response(405, {{"error", "use POST"}});
     if (!token_matches(request.authorization, token_))

@@ -28,6 +28,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "bounce/bounce.h"
+#include "engine/ops/history.h"
 
 namespace kurier::engine {
 
@@ -99,6 +101,13 @@ struct MetricsSnapshot {
   GlobalSnapshot global;
 };
 
+// Outcomes recorded before this process started, counted from the queue's statuses
+// at start (metrics_seed.h) so that a restart does not zero the counters.
+struct SeededCounts {
+  std::uint64_t delivered = 0, deferred = 0, expired = 0;
+  std::array<std::uint64_t, bounce::kFailureCategories> bounced{};  // indexed by bounce::Category
+};
+
 // Gauges and counters of one destination (a domain or a provider).
 class Series {
  public:
@@ -115,13 +124,21 @@ class Series {
   void add_in_flight(std::int64_t delta) { in_flight_.fetch_add(delta, kRelaxed); }
   void connection_opened() { connections_.fetch_add(1, kRelaxed); }
   void connection_closed() { connections_.fetch_sub(1, kRelaxed); }
-  void count_delivered() { delivered_.fetch_add(1, kRelaxed); }
-  void count_deferred() { deferred_.fetch_add(1, kRelaxed); }
+  // Outcomes also count into the last hour's history (history.h: one more atomic add).
+  void count_delivered() {
+    delivered_.fetch_add(1, kRelaxed);
+    history_.add_now(HistoryKind::delivered);
+  }
+  void count_deferred() {
+    deferred_.fetch_add(1, kRelaxed);
+    history_.add_now(HistoryKind::deferred);
+  }
   void count_expired() { expired_.fetch_add(1, kRelaxed); }
   // `none` (cannot happen for a bounce) counts as other.
   void count_bounced(bounce::Category category) {
     const auto i = std::min(static_cast<std::size_t>(category), static_cast<std::size_t>(bounce::Category::other));
     bounced_[i].fetch_add(1, kRelaxed);
+    history_.add_now(HistoryKind::bounced);
   }
   // A deferral recognised as greylisting (also counted by count_deferred()).
   void count_greylisted() { greylisted_.fetch_add(1, kRelaxed); }
@@ -137,6 +154,14 @@ class Series {
 
   SeriesSnapshot snapshot() const;  // provider field left empty
 
+  // Adds outcomes from before the start (metrics_seed.h); the history is seeded
+  // through history().add() with each outcome's time.
+  void add_seeded(const SeededCounts& counts);
+  History& history() { return history_; }
+  const History& history() const { return history_; }
+  // The provider linked by Metrics::link_provider(); null if none.
+  const Series* linked_provider() const { return provider_.load(std::memory_order_acquire); }
+
  private:
   static constexpr auto kRelaxed = std::memory_order_relaxed;
   friend class Metrics;
@@ -148,6 +173,7 @@ class Series {
   std::atomic<double> rate_limit_{0}, configured_rate_{0};
   std::atomic<std::int64_t> connection_limit_{0}, configured_connections_{0}, suspended_until_{0};
   std::atomic<const Series*> provider_{nullptr};  // domains only; set by link_provider
+  History history_;                               // domains only (providers sum theirs)
 };
 
 class Metrics {
@@ -172,6 +198,10 @@ class Metrics {
   void link_provider(Series& domain, const Series& provider);
 
   GlobalCounters& global() { return global_; }
+
+  // Calls fn for every domain series under the map mutex (e.g. to sum histories);
+  // fn must not call back into this registry.
+  void for_each_domain(const std::function<void(const Series& domain)>& fn) const;
 
   MetricsSnapshot snapshot() const;
 
