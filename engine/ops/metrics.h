@@ -20,6 +20,9 @@
 //   d.add_queued(+1); ... d.count_bounced(bounce::Category::hard);
 //   metrics.provider("gmail").set_suspended_until(now_s + 600);  // from a throttle rule
 //
+// Outcome counts also go into the series' last hour (history.h) for the dashboard's
+// charts; at daemon start metrics_seed.h adds what the queue recorded before.
+//
 // Threading: every member is safe from any thread. A snapshot reads each value once;
 // it is not atomic across values (figures may be a message apart).
 #pragma once
@@ -180,8 +183,8 @@ class Metrics {
  public:
   // Distinct domain series kept at most; later domains share the series named
   // kOverflowDomain. Bounds memory and Prometheus label cardinality on lists with a
-  // long tail of small domains (a per-domain series costs ~200 bytes plus a
-  // Prometheus time series each).
+  // long tail of small domains (a per-domain series costs ~1.7 KB with its hour of
+  // history, plus a Prometheus time series each).
   static constexpr std::size_t kMaxDomainSeries = 10000;
   static constexpr std::string_view kOverflowDomain = "_other";
 

@@ -270,6 +270,8 @@ TEST(DashboardIntegration, CountersComeFromTheQueueAfterARestartAndThePageFits) 
             1u);
 
   fs::create_directories(kArtifacts);
+  // 500 px: the narrowest window headless Chromium opens; the page's phone layout
+  // applies below 760 px.
   auto narrow = chromium(program, h.root() / "chromium-narrow", url, "500,900");
   ASSERT_EQ(narrow.exit_code, 0) << narrow.err;
   expect_fits(narrow.out, false, "narrow (phone) width");
