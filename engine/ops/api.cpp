@@ -12,6 +12,7 @@
 #include "engine/delivery/campaign_control.h"
 #include "engine/intake/campaign.h"
 #include "engine/ops/auth_token.h"
+#include "engine/ops/chart_data.h"
 #include "engine/ops/metrics.h"
 #include "engine/ops/operations.h"
 
@@ -70,6 +71,8 @@ HttpResponse Api::operator()(const HttpRequest& request) {
       return json_response(401, {{"error", "a valid 'Authorization: Bearer <token>' is required"}});
     return operation(request.body);
   }
+  if (request.path == "/api/history" && get)
+    return json_response(200, chart_data_json(delivery_.metrics(), system_now_ms()));
   if (request.path == "/api/campaigns") {
     if (request.method != "POST") return json_response(405, {{"error", "use POST"}});
     if (!token_matches(request.authorization, token_))

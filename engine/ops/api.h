@@ -6,6 +6,7 @@
 //   GET  /                the dashboard (self-contained HTML, polls /api/status)
 //   GET  /metrics         Prometheus text format 0.0.4
 //   GET  /api/status      JSON: per domain and provider, campaigns with counts
+//   GET  /api/history     JSON: the last hour per minute, for the charts (chart_data.h)
 //   POST /api/campaigns   {"campaign": "/abs/path/campaign.toml"}: the daemon runs the
 //                         intake (atomic, synced) on the files at that path and answers
 //                         {"campaign": id, "resumed", "rows", "queued", "suppressed"};

@@ -29,6 +29,7 @@ Daemon::Daemon(const Config& config, std::unique_ptr<queue::Store> store)
       store_(std::move(store)),
       delivery_(*store_, config),
       counts_(*store_, delivery_),
+      seed_(*store_, config.shaping, delivery_.metrics(), system_now_ms()),
       api_(config, *store_, delivery_, counts_, ensure_token(config)),
       http_(config.http.listen, [this](const HttpRequest& r) { return api_(r); }) {
   api_.on_store_failure([this](const std::string& what) { store_failed(what); });

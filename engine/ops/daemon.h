@@ -16,6 +16,7 @@
 #include "engine/ops/api.h"
 #include "engine/ops/campaign_counts.h"
 #include "engine/ops/http_server.h"
+#include "engine/ops/metrics_seed.h"
 #include "queue/store.h"
 
 namespace kurier::engine {
@@ -50,6 +51,7 @@ class Daemon {
   std::unique_ptr<queue::Store> store_;
   Delivery delivery_;
   CampaignCounts counts_;
+  MetricsSeeder seed_;  // the counters from the queue, scanned once at start
   Api api_;
   HttpServer http_;
   std::unique_ptr<BounceListener> bounces_;

@@ -177,6 +177,13 @@ SeriesSnapshot Series::snapshot() const {
   return s;
 }
 
+void Series::add_seeded(const SeededCounts& counts) {
+  delivered_.fetch_add(counts.delivered, kRelaxed);
+  deferred_.fetch_add(counts.deferred, kRelaxed);
+  expired_.fetch_add(counts.expired, kRelaxed);
+  for (std::size_t i = 0; i < bounce::kFailureCategories; ++i) bounced_[i].fetch_add(counts.bounced[i], kRelaxed);
+}
+
 Metrics::Metrics() : started_ms_(system_now_ms()) {}
 
 Series& Metrics::domain(std::string_view name) {
@@ -198,6 +205,11 @@ Series& Metrics::provider(std::string_view name) {
 
 void Metrics::link_provider(Series& domain, const Series& provider) {
   domain.provider_.store(&provider, std::memory_order_release);
+}
+
+void Metrics::for_each_domain(const std::function<void(const Series& domain)>& fn) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [name, series] : domains_) fn(*series);
 }
 
 MetricsSnapshot Metrics::snapshot() const {

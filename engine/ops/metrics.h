@@ -20,6 +20,9 @@
 //   d.add_queued(+1); ... d.count_bounced(bounce::Category::hard);
 //   metrics.provider("gmail").set_suspended_until(now_s + 600);  // from a throttle rule
 //
+// Outcome counts also go into the series' last hour (history.h) for the dashboard's
+// charts; at daemon start metrics_seed.h adds what the queue recorded before.
+//
 // Threading: every member is safe from any thread. A snapshot reads each value once;
 // it is not atomic across values (figures may be a message apart).
 #pragma once
@@ -28,6 +31,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,6 +40,7 @@
 #include <vector>
 
 #include "bounce/bounce.h"
+#include "engine/ops/history.h"
 
 namespace kurier::engine {
 
@@ -101,6 +106,13 @@ struct MetricsSnapshot {
   GlobalSnapshot global;
 };
 
+// Outcomes recorded before this process started, counted from the queue's statuses
+// at start (metrics_seed.h) so that a restart does not zero the counters.
+struct SeededCounts {
+  std::uint64_t delivered = 0, deferred = 0, expired = 0;
+  std::array<std::uint64_t, bounce::kFailureCategories> bounced{};  // indexed by bounce::Category
+};
+
 // Gauges and counters of one destination (a domain or a provider).
 class Series {
  public:
@@ -117,13 +129,21 @@ class Series {
   void add_in_flight(std::int64_t delta) { in_flight_.fetch_add(delta, kRelaxed); }
   void connection_opened() { connections_.fetch_add(1, kRelaxed); }
   void connection_closed() { connections_.fetch_sub(1, kRelaxed); }
-  void count_delivered() { delivered_.fetch_add(1, kRelaxed); }
-  void count_deferred() { deferred_.fetch_add(1, kRelaxed); }
+  // Outcomes also count into the last hour's history (history.h: one more atomic add).
+  void count_delivered() {
+    delivered_.fetch_add(1, kRelaxed);
+    history_.add_now(HistoryKind::delivered);
+  }
+  void count_deferred() {
+    deferred_.fetch_add(1, kRelaxed);
+    history_.add_now(HistoryKind::deferred);
+  }
   void count_expired() { expired_.fetch_add(1, kRelaxed); }
   // `none` (cannot happen for a bounce) counts as other.
   void count_bounced(bounce::Category category) {
     const auto i = std::min(static_cast<std::size_t>(category), static_cast<std::size_t>(bounce::Category::other));
     bounced_[i].fetch_add(1, kRelaxed);
+    history_.add_now(HistoryKind::bounced);
   }
   // A deferral recognised as greylisting (also counted by count_deferred()).
   void count_greylisted() { greylisted_.fetch_add(1, kRelaxed); }
@@ -139,6 +159,14 @@ class Series {
 
   SeriesSnapshot snapshot() const;  // provider field left empty
 
+  // Adds outcomes from before the start (metrics_seed.h); the history is seeded
+  // through history().add() with each outcome's time.
+  void add_seeded(const SeededCounts& counts);
+  History& history() { return history_; }
+  const History& history() const { return history_; }
+  // The provider linked by Metrics::link_provider(); null if none.
+  const Series* linked_provider() const { return provider_.load(std::memory_order_acquire); }
+
  private:
   static constexpr auto kRelaxed = std::memory_order_relaxed;
   friend class Metrics;
@@ -150,14 +178,15 @@ class Series {
   std::atomic<double> rate_limit_{0}, configured_rate_{0};
   std::atomic<std::int64_t> connection_limit_{0}, configured_connections_{0}, suspended_until_{0};
   std::atomic<const Series*> provider_{nullptr};  // domains only; set by link_provider
+  History history_;                               // domains only (providers sum theirs)
 };
 
 class Metrics {
  public:
   // Distinct domain series kept at most; later domains share the series named
   // kOverflowDomain. Bounds memory and Prometheus label cardinality on lists with a
-  // long tail of small domains (a per-domain series costs ~200 bytes plus a
-  // Prometheus time series each).
+  // long tail of small domains (a per-domain series costs ~1.7 KB with its hour of
+  // history, plus a Prometheus time series each).
   static constexpr std::size_t kMaxDomainSeries = 10000;
   static constexpr std::string_view kOverflowDomain = "_other";
 
@@ -174,6 +203,10 @@ class Metrics {
   void link_provider(Series& domain, const Series& provider);
 
   GlobalCounters& global() { return global_; }
+
+  // Calls fn for every domain series under the map mutex (e.g. to sum histories);
+  // fn must not call back into this registry.
+  void for_each_domain(const std::function<void(const Series& domain)>& fn) const;
 
   MetricsSnapshot snapshot() const;
 
