@@ -333,8 +333,11 @@ class RocksStore final : public Store {
   // A snapshot released on scope exit.
   class Snapshot {
    public:
-    explicit Snapshot(rocksdb::DB& db) : db_(db), snapshot_(db.GetSnapshot()) {}
-    ~Snapshot() { db_.ReleaseSnapshot(snapshot_); }
+    // A reader (Access::read_only) sees a fixed state already and has no snapshots.
+    Snapshot(rocksdb::DB& db, bool read_only) : db_(db), snapshot_(read_only ? nullptr : db.GetSnapshot()) {}
+    ~Snapshot() {
+      if (snapshot_) db_.ReleaseSnapshot(snapshot_);
+    }
     Snapshot(const Snapshot&) = delete;
     Snapshot& operator=(const Snapshot&) = delete;
     const rocksdb::Snapshot* get() const { return snapshot_; }
@@ -862,7 +865,7 @@ std::vector<Campaign> RocksStore::campaigns() {
 
 std::optional<Recipient> RocksStore::recipient(RecipientKey key) {
   if (!committed()->contains(key.campaign)) return std::nullopt;
-  Snapshot snapshot(*db_);
+  Snapshot snapshot(*db_, read_only_);
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot.get();
   auto r = std::move(load_recipients(ro, std::span(&key, 1))[0]);
@@ -884,7 +887,7 @@ void RocksStore::for_each_recipient(CampaignId id, const std::function<bool(cons
   if (!committed()->contains(id)) return;
   // r and t records of a campaign have the same key suffixes in the same order:
   // walk both with one snapshot, in lockstep.
-  Snapshot snapshot(*db_);
+  Snapshot snapshot(*db_, read_only_);
   const auto r_lower = codec::campaign_prefix(codec::kRecipientPrefix, id);
   const auto r_upper = codec::campaign_prefix_end(codec::kRecipientPrefix, id);
   const auto t_lower = codec::campaign_prefix(codec::kStatusPrefix, id);
@@ -1054,7 +1057,7 @@ std::vector<Recipient> RocksStore::due(std::int64_t now_ms, std::size_t limit, S
   // Then the snapshot, then the committed set. A campaign committed in between is
   // in both; committed campaigns never leave the set; an aborted one was never in
   // it. So an entry is returned only if its campaign is committed.
-  Snapshot snapshot(*db_);
+  Snapshot snapshot(*db_, read_only_);
   auto committed_now = committed();
   std::string first_seen;
 
@@ -1120,7 +1123,7 @@ std::vector<Recipient> RocksStore::due(std::int64_t now_ms, std::size_t limit, S
 }
 
 std::optional<std::int64_t> RocksStore::next_due_ms(std::optional<CampaignId> campaign) {
-  Snapshot snapshot(*db_);
+  Snapshot snapshot(*db_, read_only_);
   auto committed_now = committed();
   if (campaign && !committed_now->contains(*campaign)) return std::nullopt;
   std::string start;

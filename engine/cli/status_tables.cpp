@@ -101,10 +101,22 @@ std::string format_live_status(const json& status) {
   }
   out += fmt::format("\n{:<28} {:>7} {:>7} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10}\n", "campaign", "total", "queued",
                      "flight", "delivered", "deferred", "bounced", "expired", "suppressed");
-  for (const auto& c : status.value("campaigns", json::array()))
+  std::string held;
+  for (const auto& c : status.value("campaigns", json::array())) {
     out += fmt::format("{:<28} {:>7} {:>7} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10}\n", c.value("campaign", ""),
                        c.value("total", 0), c.value("queued", 0), c.value("in_flight", 0), c.value("delivered", 0),
                        c.value("deferred", 0), c.value("bounced", 0), c.value("expired", 0), c.value("suppressed", 0));
+    if (const auto control = c.value("control", json::object()); !control.empty())
+      held += fmt::format("  {} {} by {} since {}: {}\n", c.value("campaign", ""), control.value("state", ""),
+                          control.value("by", ""), iso_time(control.value("since", std::int64_t{0}), false),
+                          control.value("reason", ""));
+  }
+  if (!held.empty()) out += "\nheld campaigns:\n" + held;
+  std::string suspended;
+  for (const auto& s : status.value("suspensions", json::array()))
+    suspended += fmt::format("  {} until {}: {}\n", s.value("scope", ""),
+                             iso_time(s.value("until", std::int64_t{0}) * 1000, false), s.value("reason", ""));
+  if (!suspended.empty()) out += "\nsuspended by the operator:\n" + suspended;
   return out;
 }
 

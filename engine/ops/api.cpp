@@ -87,9 +87,9 @@ std::string Api::control_metrics() {
   std::string out =
       "# HELP kurier_campaign_held Campaigns paused or cancelled (1), by state, who and why.\n"
       "# TYPE kurier_campaign_held gauge\n";
-  auto label = [](std::string v) {
+  auto label = [](std::string_view v) {
     std::string o;
-    for (char c : v) o += c == '"' || c == '\\' ? std::string("\\") + c : c == '\n' ? std::string("\\n") : std::string(1, c);
+    append_label_value(o, v);
     return o;
   };
   for (const auto& [id, state] : delivery_.control().all()) {

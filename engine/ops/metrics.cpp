@@ -10,6 +10,17 @@
 #include "engine/core/clock.h"
 
 namespace kurier::engine {
+
+// Label values escape backslash, double quote and line feed (exposition format 0.0.4).
+void append_label_value(std::string& out, std::string_view value) {
+  for (char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+}
+
 namespace {
 
 void add_traffic(SeriesSnapshot& sum, const SeriesSnapshot& part) {
@@ -21,16 +32,6 @@ void add_traffic(SeriesSnapshot& sum, const SeriesSnapshot& part) {
   sum.expired += part.expired;
   sum.greylisted += part.greylisted;
   for (std::size_t i = 0; i < bounce::kFailureCategories; ++i) sum.bounced[i] += part.bounced[i];
-}
-
-// Label values escape backslash, double quote and line feed (exposition format 0.0.4).
-void append_label_value(std::string& out, std::string_view value) {
-  for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
 }
 
 void append_number(std::string& out, double value) {

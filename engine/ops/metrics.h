@@ -221,5 +221,7 @@ class Metrics {
 // Prometheus text exposition format 0.0.4: HELP/TYPE lines, `kurier_` prefix,
 // labels domain=".." / provider="..", counters ending in `_total`.
 std::string to_prometheus(const MetricsSnapshot& snapshot);
+// Appends a label value escaped as the exposition format 0.0.4 wants (\\, \", \n).
+void append_label_value(std::string& out, std::string_view value);
 
 }  // namespace kurier::engine

@@ -120,11 +120,11 @@ fs::path DaemonRig::write_campaign(const std::string& id, int per_domain, const 
                               "To: <{{email}}>\nSubject: n{{n}}\n\nHello {{n}}\n");
 }
 
-fs::path DaemonRig::write_campaign_with_unknowns(const std::string& id, int per_domain) {
+fs::path DaemonRig::write_campaign_with_unknowns(const std::string& id, int per_domain, int every) {
   std::string csv = "email,first_name\n";
   for (const auto& domain : domains_)
     for (int i = 0; i < per_domain; ++i)
-      csv += (i % 5 == 4 ? "unknown" : "user") + std::to_string(i) + "@" + domain + ",Name" + std::to_string(i) + "\n";
+      csv += (i % every == every - 1 ? "unknown" : "user") + std::to_string(i) + "@" + domain + ",Name" + std::to_string(i) + "\n";
   return write_campaign_files(id, "Serve <news@sender.test>", csv,
                               "To: {{first_name}} <{{email}}>\nSubject: Hello {{first_name}}\n\n"
                               "Hello {{first_name}}\n");

@@ -80,10 +80,10 @@ class DaemonRig {
   // Writes campaign `id`: `per_domain` recipients <local><i>@<domain> for each domain.
   // Returns its campaign.toml.
   std::filesystem::path write_campaign(const std::string& id, int per_domain, const std::string& local = "u");
-  // Writes campaign `id` with `per_domain` recipients for each domain, every 5th an
-  // "unknown<i>" the serve_options sink bounces, the rest "user<i>"; returns its
-  // campaign.toml. expected_with_unknowns(per_domain) gives the final counts.
-  std::filesystem::path write_campaign_with_unknowns(const std::string& id, int per_domain);
+  // Writes campaign `id` with `per_domain` recipients for each domain, every `every`th
+  // an "unknown<i>" the serve_options sink bounces, the rest "user<i>"; returns its
+  // campaign.toml. expected_with_unknowns(per_domain) gives the final counts (every 5th).
+  std::filesystem::path write_campaign_with_unknowns(const std::string& id, int per_domain, int every = 5);
   std::map<std::string, DomainExpectation> expected_with_unknowns(int per_domain) const;
 
   // Starts `kurier serve` and waits until its HTTP port answers (throws after 20 s or

@@ -75,6 +75,11 @@ TEST_F(ControlTest, AReaderSeesTheOwnersCommittedDataWithoutItsLockAndCannotWrit
   EXPECT_EQ(reader->counts(id).queued, 50u);
   EXPECT_TRUE(reader->suppression("gone@example.com"));
   EXPECT_EQ(reader->control("campaign/1"), "paused");
+  int seen = 0;
+  reader->for_each_recipient(id, [&](const Recipient&) { return ++seen, true; });
+  EXPECT_EQ(seen, 50);
+  EXPECT_EQ(all_due(*reader, kNow).size(), 50u);
+  EXPECT_TRUE(reader->recipient({id, 7}));
   EXPECT_THROW(reader->suppress({"x@example.com", "import", kNow}), StoreError);
   EXPECT_THROW(reader->put_control("campaign/1", "running"), StoreError);
   EXPECT_THROW(reader->begin_campaign(make_campaign("autumn"))->commit(), StoreError);

@@ -1,0 +1,269 @@
+// Operating a running sender (issue 16): with `kurier serve` holding the queue, the CLI's
+// report reads beside it and prints what it prints with the daemon stopped; pause stops
+// a campaign's transactions within a second while another campaign flows; resume and
+// cancel; suspend, unsuspend, retry and purge; and the hard-bounce circuit breaker.
+// Real parts: dnsmasq, kurier-sink (storing every message it accepts), `kurier serve`
+// and the kurier CLI as child processes, RocksDB on disk; loopback only.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/common/process.h"
+#include "tests/integration/daemon_rig.h"
+
+namespace kurier {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// Messages the sink stored for recipients whose local part starts with `prefix`.
+int received(const test::DaemonRig& h, const std::string& prefix) {
+  int n = 0;
+  if (!fs::exists(h.root() / "mail")) return 0;
+  for (const auto& entry : fs::recursive_directory_iterator(h.root() / "mail")) {
+    if (entry.path().extension() != ".eml") continue;
+    const std::string message = test::read_file(entry.path());
+    const auto pos = message.find("X-Sink-Rcpt: ");
+    if (pos != std::string::npos && message.compare(pos + 14, prefix.size(), prefix) == 0) ++n;  // "<" first
+  }
+  return n;
+}
+
+const json* campaign_row(const json& status, const std::string& id) {
+  for (const auto& c : status["campaigns"])
+    if (c.value("campaign", "") == id) return &c;
+  return nullptr;
+}
+
+// recipient -> CSV row of `kurier report ID --format csv`.
+std::map<std::string, std::vector<std::string>> report_rows(test::DaemonRig& h, const std::string& id) {
+  auto r = h.kurier({"report", id, "--format", "csv"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, std::vector<std::string>> rows;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::getline(lines, line);
+  while (std::getline(lines, line)) {
+    std::vector<std::string> cells;
+    std::stringstream cell_stream(line);
+    std::string cell;
+    while (std::getline(cell_stream, cell, ',')) cells.push_back(cell);
+    if (!cells.empty()) rows[cells[0]] = cells;
+  }
+  return rows;
+}
+
+// A sink that answers slowly: campaigns take seconds, so there is time to act on them.
+test::RigOptions slow_options(std::string subnet, std::string tag) {
+  auto options = test::serve_options(std::move(subnet), std::move(tag));
+  options.reply_delay_ms = 15;
+  options.connections = 1;
+  options.messages_per_connection = 20;
+  return options;
+}
+
+TEST(OperateLiveSender, PauseHoldsOneCampaignWhileAnotherFlowsThenResumeAndCancel) {
+  test::DaemonRig h(slow_options("127.0.41", "ctl"));
+  h.start_serve();
+  ASSERT_EQ(h.submit(h.write_campaign("held", 60, "p")).exit_code, 0);
+  ASSERT_EQ(h.submit(h.write_campaign("flowing", 60, "f")).exit_code, 0);
+  h.wait_for_sink_messages(8, 20s);
+
+  auto r = h.kurier({"pause", "held", "--reason", "checking the template"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << h.serve_log();
+  EXPECT_EQ(r.out, "kurier: campaign held paused\n");
+  // In-flight transactions finish within the second; after that nothing more arrives.
+  std::this_thread::sleep_for(1s);
+  const int held_then = received(h, "p"), flowing_then = received(h, "f");
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(received(h, "p"), held_then) << "a paused campaign kept sending";
+  EXPECT_GT(received(h, "f"), flowing_then) << "the other campaign stopped too";
+  EXPECT_LT(held_then, 240);
+
+  // The pause shows in status (through the daemon), the API and /metrics.
+  auto status = h.status();
+  const json* row = campaign_row(status, "held");
+  ASSERT_NE(row, nullptr) << status.dump();
+  EXPECT_EQ((*row)["control"]["state"], "paused");
+  EXPECT_EQ((*row)["control"]["reason"], "checking the template");
+  EXPECT_EQ((*row)["control"]["by"], "operator");
+  EXPECT_NE(h.get("/metrics").find(
+                R"(kurier_campaign_held{campaign="held",state="paused",by="operator",reason="checking the template"} 1)"),
+            std::string::npos);
+  r = h.kurier({"pause", "held"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "kurier: campaign held: the campaign is already in that state\n");
+
+  // Resume: it completes.
+  r = h.kurier({"resume", "held"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  h.await_done("held", 240, 90s);
+  EXPECT_EQ(received(h, "p"), 240);
+
+  // Cancel a campaign before it is through: the rest ends `cancelled`, none of it sent.
+  ASSERT_EQ(h.submit(h.write_campaign("cut", 200, "c")).exit_code, 0);
+  while (received(h, "c") < 20) std::this_thread::sleep_for(100ms);
+  r = h.kurier({"cancel", "cut", "--reason", "wrong list"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("kurier: campaign cut cancelled: "), std::string::npos) << r.out;
+  h.await_done("cut", 800, 30s);
+  std::this_thread::sleep_for(500ms);
+  auto rows = report_rows(h, "cut");
+  int delivered = 0, cancelled = 0;
+  for (const auto& [rcpt, cells] : rows) {
+    if (cells[1] == "delivered") ++delivered;
+    if (cells[1] == "cancelled") {
+      ++cancelled;
+      EXPECT_EQ(cells[3], "wrong list") << rcpt;
+    }
+  }
+  EXPECT_EQ(delivered + cancelled, 800);
+  EXPECT_GT(cancelled, 400);
+  EXPECT_EQ(received(h, "c"), delivered) << "a cancelled recipient was sent";
+  EXPECT_EQ(h.kurier({"resume", "cut"}).exit_code, 1);  // cancelled stays cancelled
+
+  // The report while serving is the report with the daemon stopped.
+  const auto live_text = h.kurier({"report", "cut"});
+  const auto live_csv = h.kurier({"report", "held", "--format", "csv"});
+  ASSERT_EQ(live_text.exit_code, 0) << live_text.err;
+  EXPECT_EQ(live_text.err, "");  // no RocksDB noise
+  EXPECT_NE(live_text.out.find(", " + std::to_string(cancelled) + " cancelled"), std::string::npos) << live_text.out;
+  h.stop_serve(SIGTERM);
+  EXPECT_EQ(h.kurier({"report", "cut"}).out, live_text.out);
+  EXPECT_EQ(h.kurier({"report", "held", "--format", "csv"}).out, live_csv.out);
+}
+
+// A sink that defers "later*" recipients (450) and rejects "unknown*" ones.
+test::RigOptions deferring_options(std::string subnet, std::string tag) {
+  auto options = test::serve_options(std::move(subnet), std::move(tag));
+  options.sink_rules += R"(
+[[rule]]
+stage = "rcpt"
+match = "later*"
+reply = "450 4.2.0 <{rcpt}>: try again later"
+)";
+  return options;
+}
+
+TEST(OperateLiveSender, SuspendHoldsADomainUntilUnsuspendRetryRetriesNowPurgeGivesUp) {
+  test::DaemonRig h(deferring_options("127.0.42", "sus"));
+  h.start_serve();
+  const auto& d = h.domains();  // a-, b-, c-, d-sus.test
+  auto r = h.kurier({"suspend", "--domain", d[0], "--for", "30m", "--reason", "provider asked us to wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << h.serve_log();
+  EXPECT_NE(r.out.find("kurier: domain " + d[0] + " suspended until "), std::string::npos) << r.out;
+  r = h.kurier({"suspend", "--domain", d[1], "--reason", "closing down"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "kurier: domain " + d[1] + " suspended until unsuspended\n");
+  EXPECT_EQ(h.kurier({"suspend", "--domain", d[1], "--provider", "x"}).exit_code, 2);  // one scope only
+
+  ASSERT_EQ(h.submit(h.write_campaign("s", 20, "user")).exit_code, 0);
+  ASSERT_EQ(h.submit(h.write_campaign("l", 5, "later")).exit_code, 0);
+  // c and d: delivered; a and b: held back, nothing sent there.
+  h.wait_for_sink_messages(40, 30s);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(received(h, "user"), 40);
+  auto status = h.status();
+  bool shown = false;
+  for (const auto& row : status["domains"])
+    if (row.value("domain", "") == d[0]) shown = row.value("suspended_reason", "") == "provider asked us to wait";
+  EXPECT_TRUE(shown) << status.dump();
+  EXPECT_EQ(status["suspensions"].size(), 2u) << status.dump();
+
+  // Unsuspend a: what it held back is due now and goes out.
+  r = h.kurier({"unsuspend", "--domain", d[0]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("kurier: domain " + d[0] + " unsuspended: "), std::string::npos) << r.out;
+  h.wait_for_sink_messages(60, 20s);
+  EXPECT_EQ(received(h, "user"), 60);
+  EXPECT_EQ(h.kurier({"unsuspend", "--domain", d[0]}).exit_code, 1);  // not suspended any more
+
+  // Purge b: its queued recipients end bounced, category other, reason admin.
+  r = h.kurier({"purge", "--domain", d[1], "--reason", "domain closed"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("kurier: domain " + d[1] + ": 25 queued recipients purged"), std::string::npos) << r.out;
+  auto rows = report_rows(h, "s");
+  for (int i = 0; i < 20; ++i) {
+    const auto& cells = rows["user" + std::to_string(i) + "@" + d[1]];
+    ASSERT_GE(cells.size(), 4u);
+    EXPECT_EQ(cells[1], "bounced");
+    EXPECT_EQ(cells[2], "other");
+    EXPECT_EQ(cells[3], "admin");
+  }
+
+  // Retry: the deferred "later" recipients (a, c, d; b's were purged) are tried again
+  // now, not in 5 minutes.
+  auto deferred_once = [&] {
+    int n = 0;
+    for (const auto& [rcpt, cells] : report_rows(h, "l")) n += cells[1] == "deferred" && cells[7] == "1";
+    return n;
+  };
+  for (int i = 0; i < 100 && deferred_once() < 15; ++i) std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(deferred_once(), 15);
+  r = h.kurier({"retry", "--campaign", "l"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "kurier: campaign l: 15 waiting recipients due now\n");
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  std::string attempts;
+  while (std::chrono::steady_clock::now() < deadline && attempts != "2") {
+    std::this_thread::sleep_for(300ms);
+    attempts = report_rows(h, "l").at("later0@" + d[2])[7];
+  }
+  EXPECT_EQ(attempts, "2");
+  EXPECT_EQ(h.kurier({"retry", "--provider", "nosuch"}).exit_code, 2);
+}
+
+TEST(OperateLiveSender, TenPercentUnknownRecipientsTripTheBreakerWhichPausesTheCampaign) {
+  test::DaemonRig h(slow_options("127.0.43", "brk"));
+  h.start_serve();
+  // 1,200 recipients, every 10th unknown to the sink (550 5.1.1): over 5 % at 200 answers.
+  ASSERT_EQ(h.submit(h.write_campaign_with_unknowns("bad-list", 300, 10)).exit_code, 0);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  json row;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(200ms);
+    auto status = h.status();
+    if (const json* c = campaign_row(status, "bad-list"); c && c->contains("control")) {
+      row = *c;
+      break;
+    }
+  }
+  ASSERT_TRUE(row.contains("control")) << h.serve_log();
+  EXPECT_EQ(row["control"]["state"], "paused");
+  EXPECT_EQ(row["control"]["by"], "breaker");
+  const std::string reason = row["control"]["reason"];
+  EXPECT_NE(reason.find("hard-bounce rate 1"), std::string::npos) << reason;  // ~10 %
+  EXPECT_NE(reason.find("(limit 5.0% over 200)"), std::string::npos) << reason;
+  const std::string metrics = h.get("/metrics");
+  EXPECT_NE(metrics.find(R"(kurier_campaign_held{campaign="bad-list",state="paused",by="breaker")"), std::string::npos);
+  EXPECT_NE(metrics.find("kurier_breaker_trips_total 1"), std::string::npos);
+  auto status = h.kurier({"status"});
+  EXPECT_NE(status.out.find("held campaigns:\n  bad-list paused by breaker since "), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("hard-bounce rate"), std::string::npos) << status.out;
+
+  // Paused, also across a restart: nothing more goes out. Resumed by the operator: it
+  // sends again.
+  std::this_thread::sleep_for(1s);
+  const auto sent = h.sink_messages();
+  h.stop_serve(SIGTERM);
+  h.start_serve();
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(h.sink_messages(), sent);
+  const json* after = campaign_row(h.status(), "bad-list");
+  ASSERT_NE(after, nullptr);
+  EXPECT_EQ((*after)["control"]["by"], "breaker");
+  ASSERT_EQ(h.kurier({"resume", "bad-list"}).exit_code, 0);
+  h.wait_for_sink_messages(sent + 20, 20s);
+  EXPECT_GE(h.sink_messages(), sent + 20);
+}
+
+}  // namespace
+}  // namespace kurier
