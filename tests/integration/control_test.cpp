@@ -257,7 +257,8 @@ TEST(OperateLiveSender, TenPercentUnknownRecipientsTripTheBreakerWhichPausesTheC
   h.start_serve();
   std::this_thread::sleep_for(2s);
   EXPECT_EQ(h.sink_messages(), sent);
-  const json* after = campaign_row(h.status(), "bad-list");
+  const json restarted = h.status();
+  const json* after = campaign_row(restarted, "bad-list");
   ASSERT_NE(after, nullptr);
   EXPECT_EQ((*after)["control"]["by"], "breaker");
   ASSERT_EQ(h.kurier({"resume", "bad-list"}).exit_code, 0);
