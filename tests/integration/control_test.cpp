@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/common/process.h"
+#include "tests/integration/browser.h"
 #include "tests/integration/daemon_rig.h"
 
 namespace kurier {
@@ -245,6 +246,14 @@ TEST(OperateLiveSender, TenPercentUnknownRecipientsTripTheBreakerWhichPausesTheC
   const std::string metrics = h.get("/metrics");
   EXPECT_NE(metrics.find(R"(kurier_campaign_held{campaign="bad-list",state="paused",by="breaker")"), std::string::npos);
   EXPECT_NE(metrics.find("kurier_breaker_trips_total 1"), std::string::npos);
+  // The dashboard says so too (headless Chromium on the live page).
+  const fs::path browser = test::find_program("chromium");
+  ASSERT_FALSE(browser.empty()) << "the Debian package 'chromium' is required (scripts/install-deps.sh)";
+  auto page = test::chromium(browser, h.root() / "chromium", "http://" + h.http_address() + "/", "1400,900");
+  ASSERT_EQ(page.exit_code, 0) << page.err;
+  EXPECT_NE(page.out.find("<tr data-campaign=\"bad-list\"><td class=\"name paused\">"), std::string::npos)
+      << page.out;
+  EXPECT_NE(page.out.find(reason), std::string::npos) << page.out;
   auto status = h.kurier({"status"});
   EXPECT_NE(status.out.find("held campaigns:\n  bad-list paused by breaker since "), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("hard-bounce rate"), std::string::npos) << status.out;

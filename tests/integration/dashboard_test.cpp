@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/ops/http_server.h"
+#include "tests/integration/browser.h"
 #include "tests/integration/daemon_rig.h"
 
 namespace kurier::engine::detail {
@@ -29,22 +30,8 @@ extern const std::string_view kDashboardHtml;  // engine/ops/dashboard.html, emb
 namespace kurier {
 namespace {
 namespace fs = std::filesystem;
-
-// Everything Chromium would otherwise reach for (updates, sync, QUIC, GPU), off.
-std::vector<std::string> chromium_args(const fs::path& chromium, const fs::path& profile) {
-  return {chromium.string(),
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-quic",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-          "--user-data-dir=" + profile.string(),
-          // Lets the page's script run (fetch, render) before the DOM is taken.
-          "--virtual-time-budget=5000"};
-}
+using test::chromium;
+using test::chromium_args;
 
 // The text of the cell with class `cls` in the table row of `domain`; "" if absent.
 std::string cell(const std::string& dom, const std::string& domain, const std::string& cls) {
@@ -137,17 +124,6 @@ std::size_t occurrences(const std::string& text, const std::string& what) {
   std::size_t n = 0;
   for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
-}
-
-// Runs headless Chromium on `url` at `size` ("1400,900"): the DOM after the page's
-// scripts ran, or (with `screenshot`) a PNG written there.
-test::RunResult chromium(const fs::path& program, const fs::path& profile, const std::string& url,
-                         const std::string& size, const fs::path& screenshot = {}) {
-  auto args = chromium_args(program, profile);
-  args.push_back("--window-size=" + size);
-  args.push_back(screenshot.empty() ? "--dump-dom" : "--screenshot=" + screenshot.string());
-  args.push_back(url);
-  return test::run(args, std::chrono::seconds(90));
 }
 
 void expect_png(const fs::path& png, const std::string& what) {
