@@ -14,6 +14,7 @@
 #include "engine/core/config.h"
 #include "engine/core/input_error.h"
 #include "engine/core/text_format.h"
+#include "engine/delivery/campaign_control.h"
 #include "engine/ops/campaign_counts.h"
 
 namespace kurier::engine {
@@ -99,7 +100,11 @@ void report_text(queue::Store& store, const queue::Campaign& campaign) {
              campaign.name, iso_time(campaign.created_ms), counts.total(), counts.delivered, counts.deferred,
              counts.bounced, counts.expired, counts.suppressed, counts.queued);
   if (counts.cancelled > 0) fmt::print(", {} cancelled", counts.cancelled);
-  fmt::print("\n\n");
+  fmt::print("\n");
+  if (auto held = stored_control(store, campaign.id))
+    fmt::print("{} by {} since {}: {}\n", to_string(held->state), held->by, iso_time(held->since_ms, false),
+                 held->reason);
+  fmt::print("\n");
   print_domain_table(stdout, per_domain(store, campaign.id));
   if (counts.late_bounce + counts.complaint + counts.unsubscribe + counts.autoreply + counts.delay > 0)
     fmt::print("later events: {} late bounces, {} complaints, {} unsubscribes, {} auto-replies, {} delays\n\n",

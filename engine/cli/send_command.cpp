@@ -18,6 +18,7 @@
 #include "engine/cli/status_tables.h"
 #include "engine/core/config.h"
 #include "engine/core/text_format.h"
+#include "engine/delivery/campaign_control.h"
 #include "engine/delivery/delivery.h"
 #include "engine/intake/campaign.h"
 #include "engine/intake/hygiene/hygiene.h"
@@ -151,6 +152,7 @@ int send_command(const SendOptions& options) {
   Delivery delivery(*store, config);
   auto done = [&] {
     if (delivery.in_flight(intake.id) > 0) return false;
+    if (delivery.control().held(intake.id)) return true;  // paused or cancelled: nothing more goes out
     auto next = store->next_due_ms(intake.id);
     if (!next) return true;
     return !options.wait && *next > system_now_ms();
@@ -162,7 +164,13 @@ int send_command(const SendOptions& options) {
   }
   delivering = false;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return print_outcome(*store, spec, intake.id, delivery.progress(), secs, signals.count() > 0);
+  const int status = print_outcome(*store, spec, intake.id, delivery.progress(), secs, signals.count() > 0);
+  if (const ControlState held = delivery.control().state(intake.id); held.state != RunState::running) {
+    fmt::print(stderr, "kurier: campaign {} is {} by {}: {}{}\n", spec.id, to_string(held.state), held.by,
+               held.reason, held.state == RunState::paused ? " (`kurier resume` it, then run the same command)" : "");
+    return 1;
+  }
+  return status;
 }
 
 }  // namespace

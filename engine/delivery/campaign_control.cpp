@@ -62,6 +62,12 @@ std::optional<ControlState> parse_control_json(std::string_view text) {
   return out;
 }
 
+std::optional<ControlState> stored_control(queue::Store& store, queue::CampaignId id) {
+  auto record = store.control(record_name(id));
+  if (!record) return std::nullopt;
+  return parse_control_json(*record);
+}
+
 CampaignControl::CampaignControl(queue::Store& store) : store_(store) {
   auto log = kurier::log::get("engine");
   store_.for_each_control(kPrefix, [&](std::string_view name, std::string_view value) {

@@ -75,5 +75,8 @@ class CampaignControl {
 // The JSON object /api/status shows per campaign ({"state","reason","by","since"}).
 std::string control_json(const ControlState& state);
 std::optional<ControlState> parse_control_json(std::string_view text);
+// The campaign's stored control record (nullopt: running), for readers without a
+// CampaignControl (reports).
+std::optional<ControlState> stored_control(queue::Store& store, queue::CampaignId id);
 
 }  // namespace kurier::engine
