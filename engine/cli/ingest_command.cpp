@@ -14,6 +14,7 @@
 #include "engine/bounces/apply.h"
 #include "engine/core/config.h"
 #include "engine/delivery/delivery.h"
+#include "engine/events/campaign_events.h"
 #include "engine/bounces/mail_files.h"
 #include "queue/store.h"
 #include "engine/cli/cli_support.h"
@@ -36,7 +37,8 @@ int bounce_ingest_command(const IngestOptions& options) {
   log::set_level(config.log.level);
   for (const auto& path : options.paths) check_mail_path(path);
   auto store = open_queue(config);
-  BounceApplier applier(*store, config);
+  const std::unique_ptr<CampaignEvents> events = open_campaign_events(config, *store);  // null: [events] off
+  BounceApplier applier(*store, config, events.get());
   const auto& rules = bounce_rules_or_builtin(config);  // [bounce] rules, else built-in
   ApplyStats stats;
   for (const auto& path : options.paths) {

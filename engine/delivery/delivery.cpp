@@ -18,6 +18,7 @@
 #include "engine/delivery/dispatcher.h"
 #include "engine/delivery/smtp_dispatcher.h"
 #include "engine/delivery/worker.h"
+#include "engine/events/campaign_events.h"
 #include "engine/intake/address.h"
 #include "engine/ops/metrics.h"
 
@@ -59,6 +60,7 @@ struct Delivery::Impl final : OutcomeSink {
   void report(queue::Outcome&& outcome) override;  // any worker thread
   void writer_loop();
   void on_recorded(const std::vector<queue::Outcome>& batch);
+  std::vector<std::string> take_addresses(const std::vector<queue::Outcome>& batch);
   void fail(std::exception_ptr error) override;
 
   queue::Store& store;
@@ -86,6 +88,9 @@ struct Delivery::Impl final : OutcomeSink {
   // show them as due, so they must not be dispatched again (see run()).
   std::unordered_set<queue::RecipientKey, RecipientKeyHash> recorded_during_scan;
   std::unordered_map<queue::CampaignId, std::uint64_t> in_flight_by_campaign;
+  // With an event log: the address of each key in flight (outcomes carry only the key).
+  CampaignEvents* events = nullptr;
+  std::unordered_map<queue::RecipientKey, std::string, RecipientKeyHash> addresses;
 
   // Result writer.
   std::mutex results_mutex;
@@ -112,6 +117,7 @@ void Delivery::Impl::dispatch(queue::Recipient&& recipient) {
     std::lock_guard lock(flight_mutex);
     if (recorded_during_scan.count(recipient.key)) return;  // stale snapshot: already done
     if (!in_flight.insert(recipient.key).second) return;   // already on its way
+    if (events) addresses.emplace(recipient.key, recipient.address);
     ++in_flight_by_campaign[recipient.key.campaign];
   }
   Job job;
@@ -168,6 +174,14 @@ void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
       default: break;
     }
   }
+  if (events) {  // logged before the keys leave the window: status never runs ahead of the log
+    std::vector<std::string> batch_addresses;
+    {
+      std::lock_guard lock(flight_mutex);
+      batch_addresses = take_addresses(batch);
+    }
+    events->recorded(batch, batch_addresses, clock());
+  }
   {
     std::lock_guard lock(flight_mutex);
     for (const auto& o : batch) {
@@ -179,6 +193,18 @@ void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
     }
   }
   flight_cv.notify_all();
+}
+
+// The addresses of the batch's keys, in order; they leave the map (flight_mutex held).
+std::vector<std::string> Delivery::Impl::take_addresses(const std::vector<queue::Outcome>& batch) {
+  std::vector<std::string> out;
+  out.reserve(batch.size());
+  for (const auto& o : batch) {
+    auto it = addresses.find(o.key);
+    out.push_back(it == addresses.end() ? std::string() : std::move(it->second));
+    if (it != addresses.end()) addresses.erase(it);
+  }
+  return out;
 }
 
 void Delivery::Impl::fail(std::exception_ptr error) {
@@ -287,6 +313,8 @@ Delivery::Delivery(queue::Store& store, const Config& config, Clock clock,
 Delivery::~Delivery() = default;
 
 void Delivery::run(const std::function<bool()>& done) { impl_->run(done); }
+
+void Delivery::set_events(CampaignEvents* events) { impl_->events = events; }
 
 void Delivery::stop() {
   impl_->stopping = true;

@@ -31,6 +31,7 @@ namespace kurier::engine {
 
 class DispatcherFactory;  // engine/delivery/dispatcher.h
 class Metrics;            // engine/ops/metrics.h
+class CampaignEvents;     // engine/events/campaign_events.h
 
 
 struct DeliveryProgress {
@@ -57,6 +58,10 @@ class Delivery {
   // due right now), stop() is called, or the store fails (rethrown). On return every
   // session has ended and every outcome received is durable.
   void run(const std::function<bool()>& done);
+
+  // Logs one event per recorded outcome, after its commit, on the result writer's
+  // thread (null: none). Set before run(); `events` must outlive run().
+  void set_events(CampaignEvents* events);
 
   // Asks run() to return: no new transactions start; open ones finish (bounded by
   // their timeouts and a grace period). Safe from any thread.

@@ -101,7 +101,7 @@ HttpResponse Api::submit(const std::string& body) {
     CampaignSpec spec = load_campaign(file);
     // The same intake as `kurier send`: list hygiene, DKIM keys, one synced commit.
     IntakeResult intake = submit_campaign(store_, spec, system_now_ms(), config_.dkim.keys,
-                                          IntakeHygiene{&hygiene_, mail_hosts_.get()});
+                                          IntakeHygiene{&hygiene_, mail_hosts_.get()}, events_);
     delivery_.metrics().global().campaigns_submitted.fetch_add(1, std::memory_order_relaxed);
     counts_.poke();
     log_->info("event=campaign_submitted campaign={} rows={} queued={} suppressed={} resumed={}", spec.id,

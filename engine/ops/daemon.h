@@ -16,6 +16,8 @@
 #include "engine/ops/api.h"
 #include "engine/ops/campaign_counts.h"
 #include "engine/ops/http_server.h"
+#include "engine/events/campaign_events.h"
+#include "engine/events/webhook.h"
 #include "queue/store.h"
 
 namespace kurier::engine {
@@ -44,15 +46,18 @@ class Daemon {
 
  private:
   void store_failed(const std::string& what);
+  void start_events();
 
   const Config& config_;
   const HostPort listen_;
   std::unique_ptr<queue::Store> store_;
+  std::unique_ptr<CampaignEvents> events_;  // the event log (null: [events] off); outlives its writers
   Delivery delivery_;
   CampaignCounts counts_;
   Api api_;
   HttpServer http_;
   std::unique_ptr<BounceListener> bounces_;
+  std::unique_ptr<Webhooks> webhooks_;  // follow the event log; stopped first
   std::atomic<bool> stop_requested_{false};
   std::mutex store_failure_mutex_;
   std::string store_failure_;  // an intake that failed on the queue: exit 1 with it
