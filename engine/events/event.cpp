@@ -4,6 +4,7 @@
 
 #include <array>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/text_format.h"
@@ -51,6 +52,71 @@ EventRecord for_recipient(EventType type, const queue::Recipient& recipient, con
   return e;
 }
 
+// Bytes of the valid UTF-8 sequence at s[i] (2..4), 0 if it is not one (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+  else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+  if (n == 0 || i + n > s.size() || byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  return n;
+}
+
+// A JSON string: quotes, backslashes and control characters escaped, invalid UTF-8
+// replaced by U+FFFD (as nlohmann::json's `replace` handler does).
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t plain = i;  // a run that needs nothing: the common case, appended at once
+    while (plain < s.size() && static_cast<unsigned char>(s[plain]) >= 0x20 &&
+           static_cast<unsigned char>(s[plain]) < 0x80 && s[plain] != '"' && s[plain] != '\\')
+      ++plain;
+    out.append(s, i, plain - i);
+    if ((i = plain) >= s.size()) break;
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const std::size_t n = utf8_sequence(s, i);
+      n ? out.append(s, i, n) : out.append("\xEF\xBF\xBD");
+      i += n ? n : 1;
+      continue;
+    }
+    if (c == '"' || c == '\\') out.append({'\\', static_cast<char>(c)});
+    else if (c == '\n') out.append("\\n");
+    else if (c == '\r') out.append("\\r");
+    else if (c == '\t') out.append("\\t");
+    else out.append(fmt::format("\\u{:04x}", c));
+    ++i;
+  }
+  out += '"';
+}
+
+// iso_time() of the last times seen on this thread: an intake's million events share
+// two times, a delivery batch many the same queued time (strftime is a good part of a
+// line's cost).
+// Two entries: a line has two times (time, queued_time).
+const std::string& cached_iso_time(std::int64_t ms) {
+  struct Entry {
+    std::int64_t ms = -1;
+    std::string text;
+  };
+  thread_local Entry entries[2];
+  thread_local std::size_t next = 0;
+  for (const auto& e : entries)
+    if (e.ms == ms) return e.text;
+  Entry& slot = entries[next];
+  next ^= 1;
+  slot.ms = ms;
+  slot.text = iso_time(ms);
+  return slot.text;
+}
+
 }  // namespace
 
 std::string_view to_string(EventType type) { return kTypeNames[static_cast<std::size_t>(type)]; }
@@ -72,8 +138,39 @@ nlohmann::ordered_json to_json(const EventRecord& e) {
 }
 
 std::string to_json_line(const EventRecord& event) {
-  // Reply texts come from the network: invalid UTF-8 is replaced, never a throw.
-  return to_json(event).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  std::string out;
+  append_json_line(out, event, event.id);
+  return out;
+}
+
+void append_json_line(std::string& out, const EventRecord& e, std::uint64_t id) {
+  auto text = [&out](std::string_view key, std::string_view value) {
+    out.append(",\"").append(key).append("\":");
+    append_json_string(out, value);
+  };
+  auto number = [&out](std::string_view key, auto value) {
+    out.append(",\"").append(key).append("\":").append(std::to_string(value));
+  };
+  out.append("{\"id\":").append(std::to_string(id));
+  text("type", to_string(e.type));
+  text("time", cached_iso_time(e.time_ms));
+  text("campaign", e.campaign);
+  text("recipient", e.recipient);
+  text("sender", e.sender);
+  text("source", e.source);
+  text("mx", e.mx);
+  text("ip", e.ip);
+  text("tls", e.tls);
+  number("attempt", e.attempt);
+  number("code", e.code);
+  text("enhanced", e.enhanced);
+  text("text", e.text);
+  text("reason", e.reason);
+  text("category", e.category);
+  text("queued_time", cached_iso_time(e.queued_ms));
+  number("size", e.size);
+  text("node", e.node);
+  out += '}';
 }
 
 CampaignFacts facts_of(const queue::Campaign& campaign) { return {campaign.name, campaign.created_ms}; }

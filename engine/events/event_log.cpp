@@ -165,9 +165,7 @@ void EventLog::append(std::span<const EventRecord> events) noexcept {
     batch.reserve(events.size() * kLineGuess);
     std::uint64_t id = next_id_;
     for (const auto& e : events) {
-      auto j = to_json(e);
-      j["id"] = id++;
-      batch += j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+      append_json_line(batch, e, id++);
       batch += '\n';
     }
     if (fd_ < 0 || !write_all(batch)) {

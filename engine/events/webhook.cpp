@@ -26,6 +26,9 @@ namespace {
 constexpr std::chrono::milliseconds kIdlePoll{200};
 constexpr std::chrono::milliseconds kFirstRetry{1000};
 constexpr std::chrono::milliseconds kMaxRetry{60000};
+// A webhook that filters most lines out saves its position at most this often while
+// it sends nothing (each save is a synced write); a restart re-reads at most that much.
+constexpr std::chrono::seconds kSkipSaveInterval{1};
 
 std::once_flag curl_init;
 
@@ -119,6 +122,7 @@ void Webhooks::Runner::save_position(const LogPosition& position) {
 
 void Webhooks::Runner::run() {
   LogPosition position = load_position();
+  auto saved = std::chrono::steady_clock::now();
   while (!stopping) {
     ReadBatch batch = read_events(file, position, config.batch);
     if (batch.lost > 0) {
@@ -135,8 +139,12 @@ void Webhooks::Runner::run() {
     const std::string body = webhook_body(batch.lines, config.events, &n);
     if (n > 0 && !deliver(body, n)) return;
     position = batch.end;
-    save_position(position);
+    if (n > 0 || std::chrono::steady_clock::now() - saved >= kSkipSaveInterval) {
+      save_position(position);
+      saved = std::chrono::steady_clock::now();
+    }
   }
+  save_position(position);  // what was skipped since the last save
 }
 
 bool Webhooks::Runner::deliver(const std::string& body, std::size_t n) {
