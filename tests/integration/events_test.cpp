@@ -16,6 +16,7 @@
 #include <openssl/hmac.h>
 
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -209,6 +210,14 @@ TEST(EventsIntegration, LogAndWebhookHoldEveryEventAcrossARestartAndAnOutage) {
     if (receiver.seen().event_by_id.size() >= lines.size()) break;
     std::this_thread::sleep_for(100ms);
   }
+  // Counted since the restart: lines written, events the receiver acknowledged.
+  const std::string metrics = h.get("/metrics");
+  for (const char* name : {"\nkurier_events_written_total ", "\nkurier_webhook_events_sent_total "}) {
+    const auto at = metrics.find(name);
+    ASSERT_NE(at, std::string::npos) << name;
+    EXPECT_GT(std::stoull(metrics.substr(at + std::strlen(name))), 0u) << name;
+  }
+  EXPECT_NE(metrics.find("\nkurier_webhook_events_lost_total 0\n"), std::string::npos);
   ASSERT_EQ(h.stop_serve(SIGTERM) >> 8, 0) << h.serve_log();
 
   // The log: one intake and one final event per recipient, matching the queue's word.
