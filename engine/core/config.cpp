@@ -286,7 +286,7 @@ Config load_config(const std::optional<fs::path>& path_arg) {
   reject_unknown_keys(root, section_names(), {in.file, ""});
   for (const auto& [name, read] : kReaders)
     if (const toml::table* table = section(root, name, in)) read(*table, in, config);
-  if (const toml::node* hooks = root.get("webhook")) config.webhooks = read_webhook_section(*hooks, in.file);
+  if (const toml::node* hooks = root.get("webhook")) config.webhooks = read_webhook_section(*hooks, in.file, config.events);
   return config;
 }
 

@@ -140,7 +140,8 @@ void EventLog::open_live() {
   for (auto it = files.rotated.rbegin(); !last && it != files.rotated.rend(); ++it)
     last = last_event_id(rotated_file(options_.file, *it), false);
   next_id_ = std::max(next_id_, last ? *last + 1 : 1);
-  fd_ = ::open(options_.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  // Recipient addresses: readable by the owner and its group, not by everyone.
+  fd_ = ::open(options_.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   struct stat st {};
   size_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
 }

@@ -100,9 +100,12 @@ void read_events_section(const toml::table& e, const std::string& file, const fs
   if (auto v = get_count(e, "keep", file, "events.keep", 0, 100000)) config.keep = static_cast<std::uint32_t>(*v);
 }
 
-std::vector<WebhookConfig> read_webhook_section(const toml::node& node, const std::string& file) {
+std::vector<WebhookConfig> read_webhook_section(const toml::node& node, const std::string& file,
+                                                const EventsConfig& events) {
   const toml::array* array = node.as_array();
   if (!array) throw InputError(file, line_of(node), "webhook", "must be an array of tables ([[webhook]])");
+  if (!events.enabled && !array->empty())
+    throw InputError(file, line_of(node), "webhook", "needs the event log it follows: [events] enabled = false");
   std::vector<WebhookConfig> hooks;
   std::set<std::string> names;
   for (const auto& item : *array) {

@@ -44,8 +44,10 @@ struct WebhookConfig {  // one [[webhook]]
 // Reads the [events] table of `file`; a relative `file` key resolves against `base`.
 void read_events_section(const toml::table& section, const std::string& file, const std::filesystem::path& base,
                          EventsConfig& config);
-// Reads the [[webhook]] array of `file`. Names must be unique.
-std::vector<WebhookConfig> read_webhook_section(const toml::node& node, const std::string& file);
+// Reads the [[webhook]] array of `file`. Names must be unique; webhooks follow the
+// event log, so `events` (read before) must have it enabled.
+std::vector<WebhookConfig> read_webhook_section(const toml::node& node, const std::string& file,
+                                                const EventsConfig& events);
 
 // The event log's live file: [events] file, or <queue path>/events.jsonl.
 std::filesystem::path event_log_file(const EventsConfig& config, const std::filesystem::path& queue_path);

@@ -114,6 +114,9 @@ TEST_F(EventsConfigTest, ErrorsNameTheFileTheLineAndTheField) {
   e = error_of("[[webhook]]\nname = \"a\"\nurl = \"http://x/\"\nsecret = \"s\"\n"
                "[[webhook]]\nname = \"a\"\nurl = \"http://y/\"\nsecret = \"s\"\n");
   EXPECT_TRUE(test::says(e, "duplicate webhook name")) << e.what();
+  e = error_of("[events]\nenabled = false\n[[webhook]]\nurl = \"http://x/\"\nsecret = \"s\"\n");
+  EXPECT_EQ(e.field(), "webhook");
+  EXPECT_TRUE(test::says(e, "[events] enabled = false")) << e.what();
 }
 
 }  // namespace
