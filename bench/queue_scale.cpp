@@ -1,7 +1,8 @@
 // kurier-queue-scale: queues a generated campaign of N recipients (default 1,000,000)
 // through the engine's intake (CSV parsing, hygiene, duplicate check) into a RocksDB
 // queue on disk, and reports the intake rate, the peak RSS of intake and the queue's
-// bytes per recipient on disk. Nothing is delivered. Single-threaded; exits 1 on any
+// bytes per recipient on disk. Nothing is delivered. --events also writes the event
+// log's intake events (engine/events/), timed with the intake. Single-threaded; exits 1 on any
 // failure, with the reason on stderr.
 #include <unistd.h>
 
@@ -17,6 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
+#include "engine/events/campaign_events.h"
+#include "engine/events/event_log.h"
 #include "engine/intake/campaign.h"
 #include "queue/store.h"
 
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
   fs::path work;
   fs::path out;
   fs::path template_file = KURIER_BENCH_TEMPLATE;
+  bool events = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -73,8 +77,9 @@ int main(int argc, char** argv) {
     else if (arg == "--dir") work = value();
     else if (arg == "--out") out = value();
     else if (arg == "--template") template_file = value();
+    else if (arg == "--events") events = true;
     else {
-      std::cerr << "usage: kurier-queue-scale [--recipients N] [--dir WORKDIR] [--out RESULT.json] [--template FILE]\n";
+      std::cerr << "usage: kurier-queue-scale [--recipients N] [--dir WORKDIR] [--out RESULT.json] [--template FILE] [--events]\n";
       return 2;
     }
   }
@@ -103,7 +108,12 @@ int main(int argc, char** argv) {
       // point where `kurier send` starts delivering. Closing the store (the memtable
       // flush) is not part of intake.
       auto store = kurier::queue::open_rocksdb_store((work / "queue").string());
-      auto intake = kurier::engine::submit_campaign(*store, spec, 1'800'000'000'000);
+      std::unique_ptr<kurier::engine::CampaignEvents> log;
+      if (events)
+        log = std::make_unique<kurier::engine::CampaignEvents>(
+            *store, std::make_unique<kurier::engine::EventLog>(kurier::engine::EventLogOptions{work / "events.jsonl"}),
+            "bench-secret");
+      auto intake = kurier::engine::submit_campaign(*store, spec, 1'800'000'000'000, {}, {}, log.get());
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       cpu = cpu_seconds() - cpu_start;
       queued = intake.queued;
@@ -128,6 +138,7 @@ int main(int argc, char** argv) {
     const double per_recipient = (static_cast<double>(disk_reopened) - static_cast<double>(template_bytes)) / n;
     nlohmann::json result = {
         {"recipients", recipients},
+        {"events", events},
         {"csv_bytes", csv_bytes},
         {"intake_seconds", seconds},
         {"intake_cpu_seconds", cpu},

@@ -14,6 +14,7 @@ packages=(
   libboost1.74-dev libssl-dev libc-ares-dev libopendkim-dev librocksdb-dev
   libspdlog-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
   libgmime-3.0-dev libidn2-dev
+  libcurl4-openssl-dev  # webhooks (engine/events/webhook.cpp)
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   dnsmasq-base postfix python3 python3-dkim libmail-dkim-perl

@@ -9,6 +9,7 @@
 #include "common/text.h"
 #include "engine/intake/address.h"
 #include "engine/core/input_error.h"
+#include "engine/events/campaign_events.h"
 
 namespace kurier::engine {
 namespace {
@@ -151,10 +152,11 @@ void ApplyStats::add(const bounce::Message& message, const ApplyResult& result) 
   if (result.suppressed) ++suppressed;
 }
 
-BounceApplier::BounceApplier(queue::Store& store, const Config& config)
+BounceApplier::BounceApplier(queue::Store& store, const Config& config, CampaignEvents* events)
     : store_(store),
       verp_(required_verp_secret(config)),
-      soft_limit_(config.bounce.soft_limit) {}
+      soft_limit_(config.bounce.soft_limit),
+      events_(events) {}
 
 std::optional<queue::Recipient> BounceApplier::match(const bounce::Message& message) {
   for (const auto& candidate : message.verp_candidates) {
@@ -189,6 +191,7 @@ ApplyResult BounceApplier::apply(const bounce::Message& message, std::int64_t no
     result.matched = false;  // removed in between (an aborted campaign): nothing to attach to
     return result;
   }
+  if (events_) events_->later(*recipient, event);
   result.event = event.kind;
   result.reason = event.reason;
   result.suppressed = applied.suppressed;

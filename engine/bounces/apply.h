@@ -34,6 +34,8 @@
 
 namespace kurier::engine {
 
+class CampaignEvents;  // engine/events/campaign_events.h
+
 struct ApplyResult {
   bool matched = false;                    // a valid token named a recipient in the queue
   queue::RecipientKey recipient;           // when matched
@@ -60,8 +62,9 @@ class BounceApplier {
   // diagnostic line, bounded so a hostile message cannot bloat the store.
   static constexpr std::size_t kMaxDetailBytes = 512;
 
-  // Throws InputError when config.verp.secret is empty.
-  BounceApplier(queue::Store& store, const Config& config);
+  // Throws InputError when config.verp.secret is empty. `events` (if any) logs each
+  // recorded event after its commit.
+  BounceApplier(queue::Store& store, const Config& config, CampaignEvents* events = nullptr);
 
   ApplyResult apply(const bounce::Message& message, std::int64_t now_ms);
 
@@ -73,6 +76,7 @@ class BounceApplier {
   queue::Store& store_;
   Verp verp_;
   std::uint32_t soft_limit_;
+  CampaignEvents* events_;
 };
 
 // What an inline outcome means for the address: delivered resets the soft-bounce

@@ -309,9 +309,10 @@ class CampaignDomains {
 
 }  // namespace
 
-BounceListener::BounceListener(queue::Store& store, const Config& config, std::string listen)
+BounceListener::BounceListener(queue::Store& store, const Config& config, std::string listen,
+                               CampaignEvents* events)
     : BounceListener(Handler{}, DomainFilter{}, options_from(config, std::move(listen))) {
-  auto applier = std::make_shared<BounceApplier>(store, config);
+  auto applier = std::make_shared<BounceApplier>(store, config, events);
   Impl* impl = impl_.get();
   // [bounce] rules (an ops file before the built-in rules) classify what arrives here too.
   std::shared_ptr<const bounce::Rules> rules = config.bounce.rules;

@@ -78,7 +78,9 @@ class BounceListener {
   // to `store` (BounceApplier); accepts RCPT for config.bounce.domains, or when that
   // is empty for the VERP domains of the campaigns in the store. Binds `listen`
   // (default config.bounce.listen). Throws InputError without [verp] secret.
-  BounceListener(queue::Store& store, const Config& config, std::string listen = {});
+  // `events` (if any) logs what is applied.
+  BounceListener(queue::Store& store, const Config& config, std::string listen = {},
+                 CampaignEvents* events = nullptr);
   ~BounceListener();
   BounceListener(const BounceListener&) = delete;
   BounceListener& operator=(const BounceListener&) = delete;

@@ -9,6 +9,7 @@
 
 #include "engine/cli/daemon_client.h"
 #include "engine/core/clock.h"
+#include "engine/events/campaign_events.h"
 #include "engine/ops/operations.h"
 
 namespace kurier::engine {
@@ -58,7 +59,8 @@ int run_operation(const Config& config, const nlohmann::json& request) {
     if (!e.is_lock_held()) throw;
   }
   if (store) {
-    OperationTarget target{*store, config, nullptr, system_now_ms()};
+    const std::unique_ptr<CampaignEvents> events = open_campaign_events(config, *store);  // null: [events] off
+    OperationTarget target{*store, config, nullptr, system_now_ms(), events.get()};
     result = perform(request, target);
   } else {
     result = daemon_operation(config, request);

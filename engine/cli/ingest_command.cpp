@@ -15,6 +15,7 @@
 #include "engine/bounces/apply.h"
 #include "engine/core/config.h"
 #include "engine/delivery/delivery.h"
+#include "engine/events/campaign_events.h"
 #include "engine/bounces/mail_files.h"
 #include "queue/store.h"
 #include "engine/cli/cli_support.h"

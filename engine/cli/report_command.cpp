@@ -1,5 +1,5 @@
-// kurier report CAMPAIGN [--format text|json|csv]: per-recipient outcome and attempt
-// log of a campaign, read from the queue and streamed one recipient at a time. Main
+// kurier report CAMPAIGN [--format text|json|csv|acct]: per-recipient outcome and attempt
+// log of a campaign (acct: PowerMTA's accounting CSV, engine/events/acct.h), read from the queue and streamed one recipient at a time. Main
 // thread; an unknown campaign or format throws InputError (exit 2).
 #include <iostream>
 
@@ -15,6 +15,8 @@
 #include "engine/core/input_error.h"
 #include "engine/core/text_format.h"
 #include "engine/delivery/campaign_control.h"
+#include "engine/core/verp.h"
+#include "engine/events/acct.h"
 #include "engine/ops/campaign_counts.h"
 
 namespace kurier::engine {
@@ -24,7 +26,7 @@ using nlohmann::json;
 
 struct ReportOptions {
   std::string campaign;         // campaign id (name)
-  std::string format = "text";  // text, json, csv
+  std::string format = "text";  // text, json, csv, acct
   std::optional<std::filesystem::path> config;
 };
 
@@ -36,6 +38,21 @@ void report_csv(queue::Store& store, const queue::Campaign& campaign) {
     std::cout << csv_field(r.address) << ',' << queue::to_string(s.state) << ',' << csv_field(s.category) << ','
               << csv_field(s.reason) << ',' << (s.code ? std::to_string(s.code) : "") << ',' << s.enhanced << ','
               << csv_field(s.mx) << ',' << s.attempts << ',' << iso_time(s.last_attempt_ms) << '\n';
+    return true;
+  });
+}
+
+// One row per attempt and later event; senders only when [verp] secret is set.
+void report_acct(queue::Store& store, const queue::Campaign& campaign, const Config& config) {
+  std::optional<Verp> verp;
+  if (!config.verp.secret.empty()) verp.emplace(config.verp.secret);
+  const AcctCampaign facts{campaign.name, campaign.created_ms};
+  std::cout << acct_header() << '\n';
+  store.for_each_recipient(campaign.id, [&](const queue::Recipient& r) {
+    const std::string sender =
+        verp ? verp->address({r.key.campaign, r.key.recipient}, campaign.verp_domain) : std::string();
+    const auto events = r.status.event ? store.events(r.key) : std::vector<queue::Event>{};
+    for (const auto& line : acct_rows(r, store.attempts(r.key), events, facts, sender)) std::cout << line << '\n';
     return true;
   });
 }
@@ -124,13 +141,15 @@ void report_text(queue::Store& store, const queue::Campaign& campaign) {
 int report_command(const ReportOptions& options) {
   Config config = load_config(options.config);
   log::set_level(config.log.level);
-  if (options.format != "text" && options.format != "json" && options.format != "csv")
-    throw InputError("--format", 0, "", "must be text, json or csv");
+  if (options.format != "text" && options.format != "json" && options.format != "csv" && options.format != "acct")
+    throw InputError("--format", 0, "", "must be text, json, csv or acct");
   auto store = open_queue_for_reading(config);
   auto campaign = store->find_campaign(options.campaign);
   if (!campaign) throw InputError("campaign", 0, "", "no campaign '" + options.campaign + "' in the queue");
   if (options.format == "csv")
     report_csv(*store, *campaign);
+  else if (options.format == "acct")
+    report_acct(*store, *campaign, config);
   else if (options.format == "json")
     report_json(*store, *campaign);
   else
@@ -144,7 +163,8 @@ CliCommand add_report_command(CLI::App& app) {
   auto [cmd, state] = add_subcommand_with_state<ConfigState<ReportOptions>>(
       app, "report", "per-recipient outcome and attempt log of a campaign");
   cmd->add_option("campaign", state->options.campaign, "campaign id")->required();
-  cmd->add_option("--format", state->options.format, "text, json or csv")->check(CLI::IsMember({"text", "json", "csv"}));
+  cmd->add_option("--format", state->options.format, "text, json, csv or acct")
+      ->check(CLI::IsMember({"text", "json", "csv", "acct"}));
   return config_command(cmd, state, [](auto& s) { return report_command(s.options); });
 }
 

@@ -20,6 +20,8 @@
 #include "engine/core/text_format.h"
 #include "engine/delivery/campaign_control.h"
 #include "engine/delivery/delivery.h"
+#include "engine/events/campaign_events.h"
+#include "engine/ops/metrics.h"
 #include "engine/intake/campaign.h"
 #include "engine/intake/hygiene/hygiene.h"
 #include "engine/intake/hygiene/hygiene_dns.h"
@@ -139,17 +141,20 @@ int send_command(const SendOptions& options) {
     if (signals.count() > 1) SignalWatcher::die_by(SIGINT);
   });
   auto store = open_queue(config);
+  const std::unique_ptr<CampaignEvents> events = open_campaign_events(config, *store);  // null: [events] off
   const auto start = std::chrono::steady_clock::now();
   const Hygiene hygiene(config.hygiene);
   const std::unique_ptr<MailHostLookup> mail_hosts = make_no_mail_host_lookup(hygiene, config);
   IntakeResult intake =
-      submit_campaign(*store, spec, system_now_ms(), config.dkim.keys, IntakeHygiene{&hygiene, mail_hosts.get()});
+      submit_campaign(*store, spec, system_now_ms(), config.dkim.keys, IntakeHygiene{&hygiene, mail_hosts.get()},
+                      events.get());
   print_intake(spec, intake, hygiene);
   std::fflush(stdout);
 
   auto before = store->counts(intake.id);
   const std::uint64_t already_final = before.total() - before.pending();
   Delivery delivery(*store, config);
+  delivery.set_events(events.get());
   auto done = [&] {
     if (delivery.in_flight(intake.id) > 0) return false;
     if (delivery.control().held(intake.id)) return true;  // paused or cancelled: nothing more goes out

@@ -258,6 +258,10 @@ void read_log(const toml::table& l, const ConfigFile& in, Config& config) {
   if (auto v = get<std::string>(l, "level", in.file, "log.level")) config.log.level = *v;
 }
 
+void read_events(const toml::table& e, const ConfigFile& in, Config& config) {
+  read_events_section(e, in.file, in.base, config.events);  // checks its own keys
+}
+
 void read_shaping(const toml::table& s, const ConfigFile& in, Config& config) {
   reject_unknown_keys(s, {"file"}, {in.file, "shaping"});
   if (auto v = get<std::string>(s, "file", in.file, "shaping.file")) config.shaping = load_shaping(in.resolve(*v));
@@ -269,11 +273,12 @@ const std::vector<std::pair<std::string_view, SectionReader>> kReaders = {
     {"queue", read_queue},   {"dns", read_dns},         {"smtp", read_smtp},     {"mta_sts", read_mta_sts},
     {"verp", read_verp},     {"dkim", read_dkim},       {"http", read_http},     {"bounce", read_bounce},
     {"engine", read_engine}, {"hygiene", read_hygiene}, {"log", read_log},       {"shaping", read_shaping},
-    {"breaker", read_breaker}};
+    {"breaker", read_breaker}, {"events", read_events}};
 
 std::vector<std::string_view> section_names() {
   std::vector<std::string_view> names;
   for (const auto& reader : kReaders) names.push_back(reader.first);
+  names.push_back("webhook");  // an array of tables: read_webhook_section()
   return names;
 }
 
@@ -315,6 +320,7 @@ Config load_config(const std::optional<fs::path>& path_arg) {
   reject_unknown_keys(root, section_names(), {in.file, ""});
   for (const auto& [name, read] : kReaders)
     if (const toml::table* table = section(root, name, in)) read(*table, in, config);
+  if (const toml::node* hooks = root.get("webhook")) config.webhooks = read_webhook_section(*hooks, in.file, config.events);
   return config;
 }
 

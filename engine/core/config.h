@@ -15,6 +15,7 @@
 #include "engine/delivery/shaping/shaping.h"
 #include "engine/intake/hygiene/hygiene.h"
 #include "engine/delivery/mta_sts.h"
+#include "engine/events/events_config.h"
 #include "smtp/client.h"
 
 namespace kurier::bounce {
@@ -113,6 +114,8 @@ struct Config {
   HygieneOptions hygiene;      // [hygiene]: lists and policy per verdict
   LogConfig log;
   ShapingRules shaping;        // [shaping] file (engine/delivery/shaping/shaping.h); defaults without one
+  EventsConfig events;         // [events]: the event log (engine/events/events_config.h)
+  std::vector<WebhookConfig> webhooks;  // [[webhook]]
 };
 
 // [verp] secret, the HMAC key of VERP tokens; throws InputError naming the file when it

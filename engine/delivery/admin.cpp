@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/events/campaign_events.h"
 #include "engine/intake/address.h"
 
 namespace kurier::engine {
@@ -88,12 +89,15 @@ std::optional<queue::Outcome> admin_outcome(AdminAction action, const queue::Rec
   return std::nullopt;
 }
 
-std::vector<queue::Outcome> select_changes(queue::Store& store, const Selector& selector, const ShapingRules& rules,
-                                           AdminAction action, const std::string& reason, std::int64_t now_ms) {
-  std::vector<queue::Outcome> out;
+AdminChanges select_changes(queue::Store& store, const Selector& selector, const ShapingRules& rules,
+                            AdminAction action, const std::string& reason, std::int64_t now_ms) {
+  AdminChanges out;
   auto visit = [&](const queue::Recipient& r) {
     if (!selects(selector, rules, r)) return true;
-    if (auto o = admin_outcome(action, r, reason, now_ms)) out.push_back(std::move(*o));
+    if (auto o = admin_outcome(action, r, reason, now_ms)) {
+      out.outcomes.push_back(std::move(*o));
+      out.addresses.push_back(r.address);
+    }
     return true;
   };
   if (selector.campaign) {
@@ -104,12 +108,15 @@ std::vector<queue::Outcome> select_changes(queue::Store& store, const Selector& 
   return out;
 }
 
-std::size_t apply_offline(queue::Store& store, const std::vector<queue::Outcome>& changes) {
-  for (std::size_t i = 0; i < changes.size(); i += kOfflineBatch) {
-    const std::size_t n = std::min(kOfflineBatch, changes.size() - i);
-    store.record(std::span(changes.data() + i, n));
+std::size_t apply_offline(queue::Store& store, const AdminChanges& changes, CampaignEvents* events,
+                          std::int64_t now_ms) {
+  const auto& outcomes = changes.outcomes;
+  for (std::size_t i = 0; i < outcomes.size(); i += kOfflineBatch) {
+    const std::size_t n = std::min(kOfflineBatch, outcomes.size() - i);
+    store.record(std::span(outcomes.data() + i, n));
+    if (events) events->recorded(std::span(outcomes.data() + i, n), std::span(changes.addresses.data() + i, n), now_ms);
   }
-  return changes.size();
+  return outcomes.size();
 }
 
 void persist_hold(queue::Store& store, const std::string& scope, const Shaper::Hold& hold) {

@@ -17,6 +17,8 @@
 
 namespace kurier::engine {
 
+class CampaignEvents;  // engine/events/campaign_events.h
+
 enum class AdminAction : std::uint8_t { cancel, purge, retry };
 std::string_view to_string(AdminAction action);
 
@@ -40,14 +42,22 @@ bool selects(const Selector& selector, const ShapingRules& rules, const queue::R
 std::optional<queue::Outcome> admin_outcome(AdminAction action, const queue::Recipient& recipient,
                                             const std::string& reason, std::int64_t now_ms);
 
+// The changes of one operator action: outcomes for Store::record and, in the same
+// order, each recipient's address (for the event log).
+struct AdminChanges {
+  std::vector<queue::Outcome> outcomes;
+  std::vector<std::string> addresses;
+};
+
 // Every change of `action` for the recipients `selector` names, scanning the campaign
 // (or every committed campaign for a domain or provider).
-std::vector<queue::Outcome> select_changes(queue::Store& store, const Selector& selector, const ShapingRules& rules,
-                                           AdminAction action, const std::string& reason, std::int64_t now_ms);
+AdminChanges select_changes(queue::Store& store, const Selector& selector, const ShapingRules& rules,
+                            AdminAction action, const std::string& reason, std::int64_t now_ms);
 
-// Records the changes on a store no engine is delivering from, in synced batches.
-// Returns how many were recorded.
-std::size_t apply_offline(queue::Store& store, const std::vector<queue::Outcome>& changes);
+// Records the changes on a store no engine is delivering from, in synced batches, and
+// logs them (`events` null: no event log). Returns how many were recorded.
+std::size_t apply_offline(queue::Store& store, const AdminChanges& changes, CampaignEvents* events,
+                          std::int64_t now_ms);
 
 // Operator suspensions survive restarts as control records "suspend/<scope>".
 void persist_hold(queue::Store& store, const std::string& scope, const Shaper::Hold& hold);

@@ -22,6 +22,7 @@
 #include "engine/delivery/dispatcher.h"
 #include "engine/delivery/smtp_dispatcher.h"
 #include "engine/delivery/worker.h"
+#include "engine/events/campaign_events.h"
 #include "engine/intake/address.h"
 #include "engine/ops/metrics.h"
 
@@ -56,6 +57,7 @@ struct Delivery::Impl final : OutcomeSink {
     for (auto& [scope, hold] : load_holds(store, clock())) shaper.hold(scope, hold);
     // A resumed campaign's entries lie behind the feeder's cursor: scan from the start.
     control.on_change([this](queue::CampaignId id, const ControlState& state) {
+      log_control(id, state);
       if (state.state == RunState::running) {
         breakers.reset(id);
         rescan = true;
@@ -74,11 +76,13 @@ struct Delivery::Impl final : OutcomeSink {
   void writer_loop();
   void on_recorded(const std::vector<queue::Outcome>& batch);
   void end_cancelled(std::vector<queue::Outcome>& batch);
+  void log_control(queue::CampaignId id, const ControlState& state);
   struct AdminRequest {
-    std::vector<queue::Outcome> changes;
+    AdminChanges changes;
     std::promise<std::size_t> done;
   };
   void apply_admin(AdminRequest& request);
+  std::vector<std::string> take_addresses(const std::vector<queue::Outcome>& batch);
   void fail(std::exception_ptr error) override;
 
   queue::Store& store;
@@ -110,6 +114,9 @@ struct Delivery::Impl final : OutcomeSink {
   // show them as due, so they must not be dispatched again (see run()).
   std::unordered_set<queue::RecipientKey, RecipientKeyHash> recorded_during_scan;
   std::unordered_map<queue::CampaignId, std::uint64_t> in_flight_by_campaign;
+  // With an event log: the address of each key in flight (outcomes carry only the key).
+  CampaignEvents* events = nullptr;
+  std::unordered_map<queue::RecipientKey, std::string, RecipientKeyHash> addresses;
 
   // Result writer.
   std::mutex results_mutex;
@@ -139,6 +146,7 @@ void Delivery::Impl::dispatch(queue::Recipient&& recipient) {
     if (recorded_during_scan.count(recipient.key)) return;  // stale snapshot: already done
     if (control.held(recipient.key.campaign)) return;       // paused since the scan began
     if (!in_flight.insert(recipient.key).second) return;   // already on its way
+    if (events) addresses.emplace(recipient.key, recipient.address);
     ++in_flight_by_campaign[recipient.key.campaign];
   }
   Job job;
@@ -189,6 +197,22 @@ void Delivery::Impl::writer_loop() {
   }
 }
 
+// A campaign paused, resumed or cancelled (by the operator or a breaker), as an
+// `admin` event of the campaign (no recipient).
+void Delivery::Impl::log_control(queue::CampaignId id, const ControlState& state) {
+  if (!events) return;
+  auto facts = events->facts(id);
+  if (!facts) return;
+  queue::Recipient nobody;
+  nobody.key.campaign = id;
+  const std::string_view action = state.state == RunState::running   ? "resume"
+                                  : state.state == RunState::paused ? "pause"
+                                                                    : "cancel";
+  const std::string reason = state.state == RunState::running ? "" : state.reason + " (by " + state.by + ")";
+  const EventRecord e = admin_event(nobody, *facts, action, reason, clock());
+  events->append(std::span(&e, 1));
+}
+
 // A recipient of a cancelled campaign that comes back unfinished (in flight when the
 // campaign was cancelled, or handed back unsent) ends `cancelled` instead.
 void Delivery::Impl::end_cancelled(std::vector<queue::Outcome>& batch) {
@@ -206,25 +230,33 @@ void Delivery::Impl::end_cancelled(std::vector<queue::Outcome>& batch) {
 // On the writer thread, so no delivery outcome is recorded between the check and the
 // write: changes for recipients in flight or changed since selection are dropped.
 void Delivery::Impl::apply_admin(AdminRequest& request) {
-  std::vector<queue::Outcome> keep;
+  AdminChanges keep;
   try {
-    {
-      std::lock_guard lock(flight_mutex);
-      for (auto& c : request.changes)
-        if (!in_flight.count(c.key)) keep.push_back(std::move(c));
-    }
-    std::erase_if(keep, [&](const queue::Outcome& c) {
+    auto& changes = request.changes;
+    for (std::size_t i = 0; i < changes.outcomes.size(); ++i) {
+      const queue::Outcome& c = changes.outcomes[i];
+      {
+        std::lock_guard lock(flight_mutex);
+        if (in_flight.count(c.key)) continue;
+      }
       auto now = store.recipient(c.key);
-      return !now || queue::is_final(now->status.state) || now->status.next_attempt_ms != c.previous_due_ms;
-    });
-    apply_offline(store, keep);
+      if (!now || queue::is_final(now->status.state) || now->status.next_attempt_ms != c.previous_due_ms) continue;
+      keep.outcomes.push_back(std::move(changes.outcomes[i]));
+      keep.addresses.push_back(std::move(changes.addresses[i]));
+    }
+    apply_offline(store, {keep.outcomes, {}}, nullptr, clock());
   } catch (...) {
     request.done.set_exception(std::current_exception());
     fail(std::current_exception());
     return;
   }
-  on_recorded(keep);
-  request.done.set_value(keep.size());
+  if (events) {  // on_recorded logs them with their addresses
+    std::lock_guard lock(flight_mutex);
+    for (std::size_t i = 0; i < keep.outcomes.size(); ++i)
+      addresses.insert_or_assign(keep.outcomes[i].key, std::move(keep.addresses[i]));
+  }
+  on_recorded(keep.outcomes);
+  request.done.set_value(keep.outcomes.size());
 }
 
 void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
@@ -239,6 +271,14 @@ void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
       default: break;
     }
   }
+  if (events) {  // logged before the keys leave the window: status never runs ahead of the log
+    std::vector<std::string> batch_addresses;
+    {
+      std::lock_guard lock(flight_mutex);
+      batch_addresses = take_addresses(batch);
+    }
+    events->recorded(batch, batch_addresses, clock());
+  }
   {
     std::lock_guard lock(flight_mutex);
     for (const auto& o : batch) {
@@ -250,6 +290,18 @@ void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
     }
   }
   flight_cv.notify_all();
+}
+
+// The addresses of the batch's keys, in order; they leave the map (flight_mutex held).
+std::vector<std::string> Delivery::Impl::take_addresses(const std::vector<queue::Outcome>& batch) {
+  std::vector<std::string> out;
+  out.reserve(batch.size());
+  for (const auto& o : batch) {
+    auto it = addresses.find(o.key);
+    out.push_back(it == addresses.end() ? std::string() : std::move(it->second));
+    if (it != addresses.end()) addresses.erase(it);
+  }
+  return out;
 }
 
 void Delivery::Impl::fail(std::exception_ptr error) {
@@ -365,6 +417,8 @@ Delivery::~Delivery() = default;
 
 void Delivery::run(const std::function<bool()>& done) { impl_->run(done); }
 
+void Delivery::set_events(CampaignEvents* events) { impl_->events = events; }
+
 void Delivery::stop() {
   impl_->stopping = true;
   impl_->flight_cv.notify_all();
@@ -389,7 +443,7 @@ CampaignControl& Delivery::control() { return impl_->control; }
 
 Breakers& Delivery::breakers() { return impl_->breakers; }
 
-std::size_t Delivery::apply_admin(std::vector<queue::Outcome> changes) {
+std::size_t Delivery::apply_admin(AdminChanges changes) {
   auto request = std::make_shared<Impl::AdminRequest>();
   request->changes = std::move(changes);
   auto done = request->done.get_future();
@@ -397,8 +451,7 @@ std::size_t Delivery::apply_admin(std::vector<queue::Outcome> changes) {
     std::lock_guard lock(impl_->results_mutex);
     if (impl_->writer_stop || !impl_->writer_running) {
       // No engine running (before run() or after it returned): nothing is in flight.
-      auto applied = apply_offline(impl_->store, request->changes);
-      return applied;
+      return apply_offline(impl_->store, request->changes, impl_->events, impl_->clock());
     }
     impl_->admin_requests.push_back(request);
   }

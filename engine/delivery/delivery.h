@@ -31,10 +31,12 @@
 
 namespace kurier::engine {
 
+struct AdminChanges;      // engine/delivery/admin.h
 class Breakers;           // engine/delivery/breaker.h
 class CampaignControl;    // engine/delivery/campaign_control.h
 class DispatcherFactory;  // engine/delivery/dispatcher.h
 class Metrics;            // engine/ops/metrics.h
+class CampaignEvents;     // engine/events/campaign_events.h
 
 
 struct DeliveryProgress {
@@ -69,6 +71,10 @@ class Delivery {
   // session has ended and every outcome received is durable.
   void run(const std::function<bool()>& done);
 
+  // Logs one event per recorded outcome, after its commit, on the result writer's
+  // thread (null: none). Set before run(); `events` must outlive run().
+  void set_events(CampaignEvents* events);
+
   // Asks run() to return: no new transactions start; open ones finish (bounded by
   // their timeouts and a grace period). Safe from any thread.
   void stop();
@@ -87,7 +93,7 @@ class Delivery {
   // they never race a delivery outcome: recipients in flight, and any whose status
   // changed since the change was built, are left alone. Blocks until the changes are
   // durable; returns how many were recorded. Any thread; throws the store's error.
-  std::size_t apply_admin(std::vector<queue::Outcome> changes);
+  std::size_t apply_admin(AdminChanges changes);
   // Operator suspensions of a scope ("domain:<d>", "provider:<name>"), kept in the queue.
   void suspend(const std::string& scope, std::int64_t until_ms, const std::string& reason);
   bool unsuspend(const std::string& scope);

@@ -21,6 +21,7 @@
 #include "engine/intake/hygiene/hygiene.h"
 #include "engine/core/input_error.h"
 #include "engine/intake/template.h"
+#include "engine/events/campaign_events.h"
 
 namespace kurier::engine {
 namespace fs = std::filesystem;
@@ -297,7 +298,8 @@ std::string from_address_domain(const std::string& from) {
 }
 
 IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std::int64_t now_ms,
-                             const std::vector<DkimKey>& key_table, const IntakeHygiene& hygiene) {
+                             const std::vector<DkimKey>& key_table, const IntakeHygiene& hygiene,
+                             CampaignEvents* events) {
   const std::string campaign_file = spec.file.string();
   const std::string from_domain = checked_from_domain(spec);
   const std::vector<DkimKey> keys = signing_keys(spec, from_domain, key_table);
@@ -331,7 +333,9 @@ IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std:
     resolve_domains_first(screening, spec.recipients_path, header);
 
   auto writer = store.begin_campaign(campaign_record(spec, digest, template_text, header.names, keys, now_ms));
-  return queue_recipients(*writer, csv, header, screening, now_ms);
+  IntakeResult result = queue_recipients(*writer, csv, header, screening, now_ms);
+  if (events) events->intake(result.id, now_ms);
+  return result;
 }
 
 }  // namespace kurier::engine

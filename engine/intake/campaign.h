@@ -44,13 +44,17 @@ struct IntakeHygiene {
   MailHostLookup* dns = nullptr;
 };
 
-// Queues the campaign (committed and synced before returning). DKIM keys (the
+class CampaignEvents;  // engine/events/campaign_events.h
+
+// Queues the campaign (committed and synced before returning); after the commit,
+// `events` (if any) logs an intake or suppressed event per recipient. DKIM keys (the
 // campaign's own, else the matching ones of `key_table`) are loaded and checked first:
 // a missing, unreadable or misaligned key is an InputError here, never a failure in
 // the middle of sending. Throws InputError for bad input, queue::StoreError for disk
 // failures.
 IntakeResult submit_campaign(queue::Store& store, const CampaignSpec& spec, std::int64_t now_ms,
-                             const std::vector<DkimKey>& key_table = {}, const IntakeHygiene& hygiene = {});
+                             const std::vector<DkimKey>& key_table = {}, const IntakeHygiene& hygiene = {},
+                             CampaignEvents* events = nullptr);
 
 // The domain of a From header value ("Name <a@b.c>" or "a@b.c"), lower case.
 std::string from_address_domain(const std::string& from);

@@ -152,7 +152,7 @@ HttpResponse Api::operation(const std::string& body) {
   if (!request.is_object()) return json_response(400, {{"error", "body must be a JSON object with an \"op\""}});
   std::lock_guard lock(operation_mutex_);
   try {
-    OperationTarget target{store_, config_, &delivery_, system_now_ms()};
+    OperationTarget target{store_, config_, &delivery_, system_now_ms(), events_};
     OperationResult result = perform(request, target);
     counts_.poke();
     log_->info("event=operation op={} exit={} result=\"{}{}\"", request.value("op", ""), result.exit,
@@ -178,7 +178,7 @@ HttpResponse Api::submit(const std::string& body) {
     CampaignSpec spec = load_campaign(file);
     // The same intake as `kurier send`: list hygiene, DKIM keys, one synced commit.
     IntakeResult intake = submit_campaign(store_, spec, system_now_ms(), config_.dkim.keys,
-                                          IntakeHygiene{&hygiene_, mail_hosts_.get()});
+                                          IntakeHygiene{&hygiene_, mail_hosts_.get()}, events_);
     delivery_.metrics().global().campaigns_submitted.fetch_add(1, std::memory_order_relaxed);
     counts_.poke();
     log_->info("event=campaign_submitted campaign={} rows={} queued={} suppressed={} resumed={}", spec.id,

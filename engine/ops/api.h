@@ -36,6 +36,8 @@
 
 namespace kurier::engine {
 
+class CampaignEvents;  // engine/events/campaign_events.h
+
 class Api {
  public:
   // Every reference must outlive this object; `token` guards the changing endpoints.
@@ -46,6 +48,8 @@ class Api {
   // Called (on an HTTP handler thread) when an intake fails on the queue: the daemon
   // stops rather than send mail it cannot account for. Set before serving.
   void on_store_failure(std::function<void(const std::string&)> fn) { on_store_failure_ = std::move(fn); }
+  // Intakes log their events here (null: no event log). Set before serving.
+  void set_events(CampaignEvents* events) { events_ = events; }
 
  private:
   nlohmann::json status();
@@ -63,6 +67,7 @@ class Api {
   std::mutex submit_mutex_;
   std::mutex operation_mutex_;  // queue operations one at a time
   std::function<void(const std::string&)> on_store_failure_;
+  CampaignEvents* events_ = nullptr;
   std::shared_ptr<spdlog::logger> log_ = kurier::log::get("serve");
 };
 

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "engine/core/input_error.h"
 #include "engine/ops/auth_token.h"
+#include "engine/ops/metrics.h"
 
 namespace kurier::engine {
 
@@ -33,15 +34,27 @@ Daemon::Daemon(const Config& config, std::unique_ptr<queue::Store> store)
       api_(config, *store_, delivery_, counts_, ensure_token(config)),
       http_(config.http.listen, [this](const HttpRequest& r) { return api_(r); }) {
   api_.on_store_failure([this](const std::string& what) { store_failed(what); });
+  start_events();
   // DSNs, ARF reports and auto-replies for the VERP domains, applied to the same store.
   // `[bounce] listen = ""` leaves it off (e.g. bounces arrive through a Maildir).
   if (!config.bounce.listen.empty()) {
-    bounces_ = std::make_unique<BounceListener>(*store_, config);
+    bounces_ = std::make_unique<BounceListener>(*store_, config, std::string{}, events_.get());
     bounces_->start();
   }
 }
 
 Daemon::~Daemon() = default;
+
+// The event log (engine/events/) for delivery and intake, and the webhooks that follow it.
+void Daemon::start_events() {
+  events_ = open_campaign_events(config_, *store_, &delivery_.metrics().global());
+  delivery_.set_events(events_.get());
+  api_.set_events(events_.get());
+  if (!events_ || config_.webhooks.empty()) return;
+  webhooks_ = std::make_unique<Webhooks>(config_.webhooks, event_log_file(config_.events, config_.queue.path),
+                                         *store_, &delivery_.metrics().global());
+  webhooks_->start();
+}
 
 int Daemon::run() {
   auto log = kurier::log::get("serve");
@@ -66,6 +79,7 @@ int Daemon::run() {
   }
   http_.stop();
   if (bounces_) bounces_->stop();
+  if (webhooks_) webhooks_->stop();
   log->info("event=serve_stopped");
   return status;
 }

@@ -17,6 +17,8 @@
 #include "engine/ops/campaign_counts.h"
 #include "engine/ops/http_server.h"
 #include "engine/ops/metrics_seed.h"
+#include "engine/events/campaign_events.h"
+#include "engine/events/webhook.h"
 #include "queue/store.h"
 
 namespace kurier::engine {
@@ -45,16 +47,19 @@ class Daemon {
 
  private:
   void store_failed(const std::string& what);
+  void start_events();
 
   const Config& config_;
   const HostPort listen_;
   std::unique_ptr<queue::Store> store_;
+  std::unique_ptr<CampaignEvents> events_;  // the event log (null: [events] off); outlives its writers
   Delivery delivery_;
   CampaignCounts counts_;
   MetricsSeeder seed_;  // the counters from the queue, scanned once at start
   Api api_;
   HttpServer http_;
   std::unique_ptr<BounceListener> bounces_;
+  std::unique_ptr<Webhooks> webhooks_;  // follow the event log; stopped first
   std::atomic<bool> stop_requested_{false};
   std::mutex store_failure_mutex_;
   std::string store_failure_;  // an intake that failed on the queue: exit 1 with it

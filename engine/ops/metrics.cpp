@@ -253,6 +253,11 @@ MetricsSnapshot Metrics::snapshot() const {
   g.record_batches = global_.record_batches.load(std::memory_order_relaxed);
   g.campaigns_submitted = global_.campaigns_submitted.load(std::memory_order_relaxed);
   g.breaker_trips = global_.breaker_trips.load(std::memory_order_relaxed);
+  g.events_written = global_.events_written.load(std::memory_order_relaxed);
+  g.event_log_errors = global_.event_log_errors.load(std::memory_order_relaxed);
+  g.webhook_events_sent = global_.webhook_events_sent.load(std::memory_order_relaxed);
+  g.webhook_failures = global_.webhook_failures.load(std::memory_order_relaxed);
+  g.webhook_events_lost = global_.webhook_events_lost.load(std::memory_order_relaxed);
   return out;
 }
 
@@ -272,6 +277,15 @@ std::string to_prometheus(const MetricsSnapshot& snapshot) {
   global_counter(out, "kurier_campaigns_submitted_total", "Campaigns accepted through the API.",
                  g.campaigns_submitted);
   global_counter(out, "kurier_breaker_trips_total", "Campaigns paused by a circuit breaker.", g.breaker_trips);
+  global_counter(out, "kurier_events_written_total", "Lines appended to the event log.", g.events_written);
+  global_counter(out, "kurier_event_log_errors_total", "Events dropped by a failed event log write.",
+                 g.event_log_errors);
+  global_counter(out, "kurier_webhook_events_sent_total", "Events in webhook POSTs acknowledged (2xx).",
+                 g.webhook_events_sent);
+  global_counter(out, "kurier_webhook_failures_total", "Webhook POSTs refused, failed or timed out.",
+                 g.webhook_failures);
+  global_counter(out, "kurier_webhook_events_lost_total", "Events rotated away before a webhook read them.",
+                 g.webhook_events_lost);
   header(out, "kurier_start_time_seconds", "gauge", "Unix time the process started.");
   out += "kurier_start_time_seconds ";
   append_number(out, static_cast<double>(snapshot.started_ms) / 1000.0);

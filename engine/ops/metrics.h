@@ -85,6 +85,12 @@ struct GlobalCounters {
   std::atomic<std::uint64_t> record_batches{0};      // group commits (synced store writes)
   std::atomic<std::uint64_t> campaigns_submitted{0}; // accepted by `kurier submit` / the API
   std::atomic<std::uint64_t> breaker_trips{0};       // campaigns paused by a circuit breaker
+  // The event log and its webhooks (engine/events/).
+  std::atomic<std::uint64_t> events_written{0};      // lines appended to the event log
+  std::atomic<std::uint64_t> event_log_errors{0};    // events dropped by a failed write
+  std::atomic<std::uint64_t> webhook_events_sent{0}; // events in POSTs a receiver acknowledged
+  std::atomic<std::uint64_t> webhook_failures{0};    // POSTs refused, failed or timed out
+  std::atomic<std::uint64_t> webhook_events_lost{0}; // rotated away before a webhook read them
 };
 
 struct GlobalSnapshot {
@@ -96,6 +102,8 @@ struct GlobalSnapshot {
   std::uint64_t record_batches = 0;
   std::uint64_t campaigns_submitted = 0;
   std::uint64_t breaker_trips = 0;
+  std::uint64_t events_written = 0, event_log_errors = 0;
+  std::uint64_t webhook_events_sent = 0, webhook_failures = 0, webhook_events_lost = 0;
 };
 
 struct MetricsSnapshot {

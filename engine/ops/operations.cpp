@@ -12,6 +12,7 @@
 #include "engine/delivery/admin.h"
 #include "engine/delivery/campaign_control.h"
 #include "engine/delivery/delivery.h"
+#include "engine/events/campaign_events.h"
 #include "engine/intake/address.h"
 #include "engine/intake/suppression_csv.h"
 
@@ -66,9 +67,26 @@ std::string scope_name(const Selector& s, OperationTarget& t) {
   return "provider " + s.provider;
 }
 
-std::size_t apply_changes(OperationTarget& t, std::vector<queue::Outcome> changes) {
+std::size_t apply_changes(OperationTarget& t, AdminChanges changes) {
   if (t.delivery) return t.delivery->apply_admin(std::move(changes));
-  return apply_offline(t.store, changes);
+  return apply_offline(t.store, changes, t.events, t.now_ms);
+}
+
+// An operator action on a campaign or a scope, for the event log. The running engine
+// logs campaign control changes itself (with the breaker's); this is for the rest.
+void log_action(OperationTarget& t, std::optional<queue::CampaignId> campaign, std::string_view action,
+                const std::string& detail, bool engine_logs_it = false) {
+  if (!t.events || (engine_logs_it && t.delivery)) return;
+  CampaignFacts facts;
+  if (campaign) {
+    auto known = t.events->facts(*campaign);
+    if (!known) return;
+    facts = *known;
+  }
+  queue::Recipient nobody;
+  nobody.key.campaign = campaign.value_or(0);
+  const EventRecord e = admin_event(nobody, facts, action, detail, t.now_ms);
+  t.events->append(std::span(&e, 1));
 }
 
 OperationResult refused(ControlRefusal refusal, const std::string& campaign) {
@@ -89,6 +107,7 @@ OperationResult pause_or_resume(const json& request, OperationTarget& t, bool pa
   return with_control(t, [&](CampaignControl& control) -> OperationResult {
     auto refusal = pause ? control.pause(campaign.id, reason, "operator", t.now_ms) : control.resume(campaign.id);
     if (refusal != ControlRefusal::none) return refused(refusal, campaign.name);
+    log_action(t, campaign.id, pause ? "pause" : "resume", reason, true);
     return {0, fmt::format("kurier: campaign {} {}\n", campaign.name, pause ? "paused" : "resumed"), ""};
   });
 }
@@ -99,6 +118,7 @@ OperationResult cancel(const json& request, OperationTarget& t) {
   return with_control(t, [&](CampaignControl& control) -> OperationResult {
     auto refusal = control.cancel(campaign.id, reason, "operator", t.now_ms);
     if (refusal != ControlRefusal::none) return refused(refusal, campaign.name);
+    log_action(t, campaign.id, "cancel", reason, true);
     Selector s;
     s.campaign = campaign.id;
     auto changes = select_changes(t.store, s, t.config.shaping, AdminAction::cancel, reason, t.now_ms);
@@ -112,6 +132,7 @@ OperationResult retry(const json& request, OperationTarget& t) {
   const Selector s = selector_from(request, t, {"campaign", "domain", "provider"});
   auto changes = select_changes(t.store, s, t.config.shaping, AdminAction::retry, "", t.now_ms);
   const std::size_t n = apply_changes(t, std::move(changes));
+  log_action(t, s.campaign, "retry", scope_name(s, t));
   return {0, fmt::format("kurier: {}: {} waiting recipients due now\n", scope_name(s, t), n), ""};
 }
 
@@ -128,6 +149,7 @@ OperationResult suspend(const json& request, OperationTarget& t) {
   if (t.delivery) t.delivery->suspend(hold_scope(s), until, reason);
   else persist_hold(t.store, hold_scope(s), {until, reason});
   const std::string when = period.empty() ? "until unsuspended" : "until " + iso_time(until, false);
+  log_action(t, std::nullopt, "suspend", scope_name(s, t) + " " + when + (reason.empty() ? "" : ": " + reason));
   return {0, fmt::format("kurier: {} suspended {}\n", scope_name(s, t), when), ""};
 }
 
@@ -140,6 +162,7 @@ OperationResult unsuspend(const json& request, OperationTarget& t) {
   // What the suspension handed back waits for its end: due now instead.
   const std::size_t n =
       apply_changes(t, select_changes(t.store, s, t.config.shaping, AdminAction::retry, "", t.now_ms));
+  log_action(t, std::nullopt, "unsuspend", scope_name(s, t));
   return {0, fmt::format("kurier: {} unsuspended: {} waiting recipients due now\n", scope_name(s, t), n), ""};
 }
 
@@ -149,6 +172,7 @@ OperationResult purge(const json& request, OperationTarget& t) {
   if (reason.empty()) throw InputError("--reason", 0, "", "a reason is required (it is logged with every purge)");
   auto changes = select_changes(t.store, s, t.config.shaping, AdminAction::purge, reason, t.now_ms);
   const std::size_t n = apply_changes(t, std::move(changes));
+  log_action(t, s.campaign, "purge", scope_name(s, t) + ": " + reason);
   return {0, fmt::format("kurier: {}: {} queued recipients purged (bounced, reason admin)\n", scope_name(s, t), n),
           ""};
 }
@@ -198,7 +222,7 @@ OperationResult ingest(const json& request, OperationTarget& t) {
   std::vector<std::filesystem::path> paths;
   for (const auto& p : request["paths"]) paths.emplace_back(p.get<std::string>());
   for (const auto& path : paths) check_mail_path(path);
-  BounceApplier applier(t.store, t.config);
+  BounceApplier applier(t.store, t.config, t.events);
   const auto& rules = bounce_rules_or_builtin(t.config);
   ApplyStats stats;
   for (const auto& path : paths)

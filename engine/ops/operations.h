@@ -28,7 +28,8 @@
 
 namespace kurier::engine {
 
-class Delivery;  // engine/delivery/delivery.h
+class CampaignEvents;  // engine/events/campaign_events.h
+class Delivery;        // engine/delivery/delivery.h
 
 struct OperationResult {
   int exit = 0;
@@ -45,6 +46,9 @@ struct OperationTarget {
   const Config& config;
   Delivery* delivery = nullptr;
   std::int64_t now_ms = 0;
+  // The event log (null: off). Recipients' changes are logged as their new state; the
+  // operator's campaign-level actions as `admin` events (by the engine when running).
+  CampaignEvents* events = nullptr;
 };
 
 OperationResult perform(const nlohmann::json& request, OperationTarget& target);

@@ -62,6 +62,19 @@ std::map<std::string, std::vector<std::string>> report_rows(test::DaemonRig& h, 
   return rows;
 }
 
+// Lines of the daemon's event log (<queue>/events.jsonl) that contain every one of `parts`.
+int event_lines(const test::DaemonRig& h, std::initializer_list<std::string> parts) {
+  std::ifstream in(h.queue_dir() / "events.jsonl");
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    bool all = true;
+    for (const auto& part : parts) all = all && line.find(part) != std::string::npos;
+    n += all;
+  }
+  return n;
+}
+
 // A sink that answers slowly: campaigns take seconds, so there is time to act on them.
 test::RigOptions slow_options(std::string subnet, std::string tag) {
   auto options = test::serve_options(std::move(subnet), std::move(tag));
@@ -130,6 +143,13 @@ TEST(OperateLiveSender, PauseHoldsOneCampaignWhileAnotherFlowsThenResumeAndCance
   EXPECT_GT(cancelled, 400);
   EXPECT_EQ(received(h, "c"), delivered) << "a cancelled recipient was sent";
   EXPECT_EQ(h.kurier({"resume", "cut"}).exit_code, 1);  // cancelled stays cancelled
+  // The event log: one `cancelled` line per cancelled recipient, and the operator's actions.
+  EXPECT_EQ(event_lines(h, {R"("type":"cancelled")", R"("campaign":"cut")", R"("reason":"wrong list")"}), cancelled);
+  EXPECT_EQ(event_lines(h, {R"("type":"admin")", R"("campaign":"held")", R"("text":"pause")",
+                            R"x("reason":"checking the template (by operator)")x"}),
+            1);
+  EXPECT_EQ(event_lines(h, {R"("type":"admin")", R"("campaign":"held")", R"("text":"resume")"}), 1);
+  EXPECT_EQ(event_lines(h, {R"("type":"admin")", R"("campaign":"cut")", R"("text":"cancel")"}), 1);
 
   // The report while serving is the report with the daemon stopped.
   const auto live_text = h.kurier({"report", "cut"});
@@ -199,6 +219,11 @@ TEST(OperateLiveSender, SuspendHoldsADomainUntilUnsuspendRetryRetriesNowPurgeGiv
     EXPECT_EQ(cells[2], "other");
     EXPECT_EQ(cells[3], "admin");
   }
+  EXPECT_EQ(event_lines(h, {R"("type":"bounced")", R"("reason":"admin")", "purged by the operator: domain closed",
+                            "@" + d[1]}),
+            25);
+  EXPECT_EQ(event_lines(h, {R"("type":"admin")", R"("text":"purge")"}), 1);
+  EXPECT_EQ(event_lines(h, {R"("type":"admin")", R"("text":"suspend")", "provider asked us to wait"}), 1);
 
   // Retry: the deferred "later" recipients (a, c, d; b's were purged) are tried again
   // now, not in 5 minutes.
@@ -246,6 +271,7 @@ TEST(OperateLiveSender, TenPercentUnknownRecipientsTripTheBreakerWhichPausesTheC
   const std::string metrics = h.get("/metrics");
   EXPECT_NE(metrics.find(R"(kurier_campaign_held{campaign="bad-list",state="paused",by="breaker")"), std::string::npos);
   EXPECT_NE(metrics.find("kurier_breaker_trips_total 1"), std::string::npos);
+  EXPECT_EQ(event_lines(h, {R"("type":"admin")", R"("campaign":"bad-list")", R"("text":"pause")", "(by breaker)"}), 1);
   // The dashboard says so too (headless Chromium on the live page).
   const fs::path browser = test::find_program("chromium");
   ASSERT_FALSE(browser.empty()) << "the Debian package 'chromium' is required (scripts/install-deps.sh)";

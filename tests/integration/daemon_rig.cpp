@@ -103,7 +103,7 @@ void DaemonRig::write_config(std::uint16_t smtp_port) const {
                        "[http]\nlisten = \"" + http_address() + "\"\n"
                        "[bounce]\nlisten = \"" + (options_.bounce_listener ? "127.0.0.1:0" : "") + "\"\n"
                        "[verp]\nsecret = \"rig-secret\"\n"
-                       "[log]\nlevel = \"info\"\n");
+                       "[log]\nlevel = \"info\"\n" + options_.extra_config);
 }
 
 DaemonRig::~DaemonRig() {

@@ -40,6 +40,7 @@ struct RigOptions {
   std::string sink_rules;            // appended to the sink script ([[rule]] tables)
   int teardown_signal = SIGKILL;     // what the destructor stops the daemon with
   std::vector<std::string> prefix;   // wraps every kurier invocation (empty: none)
+  std::string extra_config;          // appended to kurier.toml (e.g. [events], [[webhook]])
 };
 
 // The serve, Prometheus and dashboard tests' daemon: the daemon's own window and TLS

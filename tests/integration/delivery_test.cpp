@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/verp.h"
+#include "engine/events/event_reader.h"
 #include "queue/store.h"
 #include "tests/common/dnsmasq.h"
 #include "tests/common/process.h"
@@ -252,6 +253,26 @@ reply = "554 5.7.1 Message rejected as spam"
   std::printf("[ figures  ] %d recipients over %zu domains:", kRecipients, domains.size());
   for (const auto& [state, n] : states) std::printf(" %s %d", state.c_str(), n);
   std::printf("\n");
+
+  // --- kurier send's event log: an intake line per recipient, then one line per
+  // recorded attempt (as many as the report's attempts), the last one its final state.
+  std::map<std::string, std::vector<std::string>> events_of;
+  for (engine::LogPosition p;;) {
+    auto batch = engine::read_events(root / "queue" / "events.jsonl", p, 10000);
+    for (const auto& line : batch.lines) {
+      auto e = nlohmann::json::parse(line);
+      events_of[e["recipient"].get<std::string>()].push_back(e["type"].get<std::string>());
+    }
+    if (batch.lines.empty()) break;
+    p = batch.end;
+  }
+  ASSERT_EQ(events_of.size(), static_cast<std::size_t>(kRecipients));
+  for (const auto& [address, cols] : by_address) {
+    const auto& types = events_of[address];
+    ASSERT_EQ(types.front(), "intake") << address;
+    ASSERT_EQ(std::to_string(types.size() - 1), cols[7]) << address << ": one event per attempt";
+    ASSERT_EQ(types.back(), cols[1]) << address;
+  }
 
   // --- The sinks received exactly the delivered messages.
   sink.stop();

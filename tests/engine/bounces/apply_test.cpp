@@ -6,6 +6,7 @@
 
 #include "bounce/bounce.h"
 #include "engine/bounces/apply.h"
+#include "engine/events/campaign_events.h"
 #include "engine/intake/campaign.h"
 #include "engine/core/input_error.h"
 #include "engine/core/verp.h"
@@ -326,6 +327,44 @@ TEST(BounceConfig, SoftLimitAndDomainsAreReadAndCheckedWithFileLineAndField) {
   }
   test::write_file(dir.path() / "bad2.toml", "[bounce]\ndomains = \"one.example\"\n");
   EXPECT_THROW(load_config(dir.path() / "bad2.toml"), InputError);
+}
+
+}  // namespace
+}  // namespace kurier::engine
+
+namespace kurier::engine {
+namespace {
+
+// What the applier logs (the event log's seam).
+struct KeptEvents final : EventSink {
+  explicit KeptEvents(std::vector<EventRecord>& out) : kept(out) {}
+  void append(std::span<const EventRecord> events) noexcept override {
+    kept.insert(kept.end(), events.begin(), events.end());
+  }
+  std::vector<EventRecord>& kept;
+};
+
+TEST_F(BounceApply, RecordedEventsAreLoggedAfterTheCommitAndUnmatchedOnesAreNot) {
+  std::vector<EventRecord> kept;
+  CampaignEvents events(*store_, std::make_unique<KeptEvents>(kept), kSecret);
+  BounceApplier applier(*store_, config_, &events);
+  applier.apply(hard_bounce({token_address(2)}, "b@x.test"), kNow + 1000);
+  auto complaint = message(bounce::Kind::feedback, {token_address(3)});
+  complaint.feedback_type = "abuse";
+  applier.apply(complaint, kNow + 2000);
+  applier.apply(message(bounce::Kind::bounce, {Verp("forged").address({campaign_, 4}, kVerpDomain)}), kNow + 3000);
+  applier.apply(message(bounce::Kind::reply, {token_address(5)}), kNow + 4000);  // nothing recorded
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].type, EventType::late_bounce);
+  EXPECT_EQ(kept[0].recipient, "b@x.test");
+  EXPECT_EQ(kept[0].campaign, "c1");
+  EXPECT_EQ(kept[0].reason, "userunknown");
+  EXPECT_EQ(kept[0].category, "hard");
+  EXPECT_EQ(kept[0].time_ms, kNow + 1000);
+  EXPECT_EQ(kept[0].sender, token_address(2));
+  EXPECT_EQ(kept[1].type, EventType::complaint);
+  EXPECT_EQ(kept[1].recipient, "c@x.test");
+  EXPECT_EQ(kept[1].reason, "complaint abuse");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "common/asio.h"
 #include "engine/delivery/delivery.h"
 #include "engine/delivery/dispatcher.h"
+#include "engine/events/campaign_events.h"
 #include "engine/ops/metrics.h"
 #include "tests/queue/helpers.h"
 
@@ -161,6 +162,7 @@ class SchedulerTest : public queue::test::StoreFixture {
   // (deferred ones are due minutes later), or 30 s pass.
   void deliver(queue::CampaignId id) {
     Delivery delivery(*store_, config_, system_now_ms, std::make_unique<FakeFactory>(scripts_, seen_));
+    delivery.set_events(events_);
     std::atomic<bool> finished{false};
     std::thread watchdog([&] {
       for (int i = 0; i < 300 && !finished; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -188,7 +190,41 @@ class SchedulerTest : public queue::test::StoreFixture {
   std::int64_t now_ms_ = system_now_ms();
   std::uint32_t total_ = 0;
   std::uint64_t throttled_ = 0;
+  CampaignEvents* events_ = nullptr;
 };
+
+// Keeps what the engine logs (the event log's seam).
+struct KeptEvents final : EventSink {
+  void append(std::span<const EventRecord> events) noexcept override {
+    std::lock_guard lock(mutex);
+    kept.insert(kept.end(), events.begin(), events.end());
+  }
+  std::mutex mutex;
+  std::vector<EventRecord> kept;
+};
+
+TEST_F(SchedulerTest, LogsOneEventPerRecordedOutcomeWithItsAttempt) {
+  scripts_ = {{"a.test", DomainScript{}}, {"b.test", DomainScript{}}};
+  const auto id = add_campaign(15);
+  auto sink = std::make_unique<KeptEvents>();
+  KeptEvents* kept = sink.get();
+  CampaignEvents events(*store_, std::move(sink), "secret");
+  events_ = &events;
+  deliver(id);
+  ASSERT_EQ(kept->kept.size(), 30u);
+  std::set<std::string> recipients;
+  for (const auto& e : kept->kept) {
+    EXPECT_EQ(e.type, EventType::delivered);
+    EXPECT_EQ(e.campaign, "scheduler");
+    EXPECT_EQ(e.queued_ms, now_ms_);
+    EXPECT_EQ(e.attempt, 1u);
+    EXPECT_EQ(e.code, 250);
+    EXPECT_EQ(e.mx, "mx." + e.recipient.substr(e.recipient.find('@') + 1));
+    EXPECT_TRUE(e.sender.starts_with("b+")) << e.sender;
+    recipients.insert(e.recipient);
+  }
+  EXPECT_EQ(recipients.size(), 30u) << "each event names its own recipient";
+}
 
 TEST_F(SchedulerTest, DeliversEveryRecipientOnceWithinTheDestinationsLimits) {
   scripts_ = {{"a.test", DomainScript{}}, {"b.test", DomainScript{}}, {"c.test", DomainScript{}}};
