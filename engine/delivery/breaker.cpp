@@ -34,7 +34,8 @@ std::optional<std::string> Breakers::trip(queue::CampaignId campaign, std::optio
 }
 
 std::optional<std::string> Breakers::observe(queue::CampaignId campaign, const std::string& provider,
-                                             queue::State state, const std::string& category) {
+                                             queue::State state, const std::string& category, int reply_code) {
+  if (reply_code == 0) return std::nullopt;  // no MX answered (DNS, connect): providers saw nothing
   if (state != queue::State::delivered && state != queue::State::bounced) return std::nullopt;
   std::lock_guard lock(mutex_);
   BreakerCounts& whole = campaigns_[campaign];

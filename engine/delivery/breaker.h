@@ -37,11 +37,13 @@ class Breakers {
  public:
   explicit Breakers(const BreakerConfig& config) : config_(config) {}
 
-  // One final outcome of a recipient of `campaign` at `provider` (its shaping key's
-  // provider, or its domain). Returns the finding when this outcome trips a breaker
-  // of the campaign not tripped before (once per campaign until reset()).
+  // One outcome of a recipient of `campaign` at `provider` (its shaping key's provider,
+  // or its domain) with the MX's reply code. Only final answers of an MX count (a
+  // domain without mail hosts is a bad address, but no provider saw the attempt).
+  // Returns the finding when this outcome trips a breaker of the campaign not tripped
+  // before (once per campaign until reset()).
   std::optional<std::string> observe(queue::CampaignId campaign, const std::string& provider, queue::State state,
-                                     const std::string& category);
+                                     const std::string& category, int reply_code);
   // The campaign's deliveries and complaints as the queue counts them.
   std::optional<std::string> observe_complaints(queue::CampaignId campaign, std::uint64_t delivered,
                                                 std::uint64_t complaints);

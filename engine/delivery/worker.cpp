@@ -436,7 +436,7 @@ void Worker::Impl::finish(Destination& dest, Job& job, const Classification& c, 
 void Worker::Impl::observe_breakers(Destination& dest, const Job& job, const queue::Status& status) {
   const auto campaign = job.recipient.key.campaign;
   const std::string& provider = dest.throttle->provider().empty() ? dest.domain : dest.throttle->provider();
-  auto finding = shared.breakers.observe(campaign, provider, status.state, status.category);
+  auto finding = shared.breakers.observe(campaign, provider, status.state, status.category, status.code);
   if (!finding) return;
   log->warn("event=breaker_tripped campaign={} finding=\"{}\"", job.campaign->campaign.name, *finding);
   shared.metrics.global().breaker_trips.fetch_add(1, std::memory_order_relaxed);

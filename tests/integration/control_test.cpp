@@ -85,7 +85,7 @@ test::RigOptions slow_options(std::string subnet, std::string tag) {
 }
 
 TEST(OperateLiveSender, PauseHoldsOneCampaignWhileAnotherFlowsThenResumeAndCancel) {
-  test::DaemonRig h(slow_options("127.0.41", "ctl"));
+  test::DaemonRig h(slow_options("127.0.51", "ctl"));
   h.start_serve();
   ASSERT_EQ(h.submit(h.write_campaign("held", 60, "p")).exit_code, 0);
   ASSERT_EQ(h.submit(h.write_campaign("flowing", 60, "f")).exit_code, 0);
@@ -175,7 +175,7 @@ reply = "450 4.2.0 <{rcpt}>: try again later"
 }
 
 TEST(OperateLiveSender, SuspendHoldsADomainUntilUnsuspendRetryRetriesNowPurgeGivesUp) {
-  test::DaemonRig h(deferring_options("127.0.42", "sus"));
+  test::DaemonRig h(deferring_options("127.0.52", "sus"));
   h.start_serve();
   const auto& d = h.domains();  // a-, b-, c-, d-sus.test
   auto r = h.kurier({"suspend", "--domain", d[0], "--for", "30m", "--reason", "provider asked us to wait"});
@@ -248,7 +248,7 @@ TEST(OperateLiveSender, SuspendHoldsADomainUntilUnsuspendRetryRetriesNowPurgeGiv
 }
 
 TEST(OperateLiveSender, TenPercentUnknownRecipientsTripTheBreakerWhichPausesTheCampaign) {
-  test::DaemonRig h(slow_options("127.0.43", "brk"));
+  test::DaemonRig h(slow_options("127.0.53", "brk"));
   h.start_serve();
   // 1,200 recipients, every 10th unknown to the sink (550 5.1.1): over 5 % at 200 answers.
   ASSERT_EQ(h.submit(h.write_campaign_with_unknowns("bad-list", 300, 10)).exit_code, 0);
@@ -299,6 +299,27 @@ TEST(OperateLiveSender, TenPercentUnknownRecipientsTripTheBreakerWhichPausesTheC
   ASSERT_EQ(h.kurier({"resume", "bad-list"}).exit_code, 0);
   h.wait_for_sink_messages(sent + 20, 20s);
   EXPECT_GE(h.sink_messages(), sent + 20);
+}
+
+// `kurier send` (no daemon) stops when the breaker pauses its campaign, and says why.
+TEST(OperateLiveSender, SendStopsWhenTheBreakerPausesItsCampaign) {
+  auto options = slow_options("127.0.54", "snd");
+  options.extra_config = "[breaker]\nmin_attempts = 20\n";
+  test::DaemonRig h(options);
+  auto r = h.kurier({"send", h.write_campaign_with_unknowns("half-bad", 100, 2).string(), "--no-progress"}, 120s);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("kurier: campaign half-bad is paused by breaker: hard-bounce rate "), std::string::npos) << r.err;
+  std::this_thread::sleep_for(500ms);  // the sink's stats file is rewritten every 200 ms
+  EXPECT_LT(h.sink_messages(), 200u);  // stopped well before the end
+  auto report = h.kurier({"report", "half-bad"});
+  EXPECT_NE(report.out.find("paused by breaker since "), std::string::npos) << report.out;
+  // Resumed, the same command goes on (and the breaker, counting afresh, trips again).
+  ASSERT_EQ(h.kurier({"resume", "half-bad"}).exit_code, 0);
+  const auto before = h.sink_messages();
+  r = h.kurier({"send", (h.root() / "half-bad" / "campaign.toml").string(), "--no-progress"}, 120s);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  std::this_thread::sleep_for(500ms);
+  EXPECT_GT(h.sink_messages(), before);
 }
 
 }  // namespace

@@ -187,7 +187,8 @@ TEST(EventsIntegration, LogAndWebhookHoldEveryEventAcrossARestartAndAnOutage) {
   constexpr int kPerDomain = 5000;  // x 4 domains: 20,000 recipients, every 5th bounced
   HookReceiver receiver;
   auto options = test::serve_options("127.0.41", "evt");
-  options.extra_config = "[events]\nmax_bytes = 1048576\nkeep = 1000\n"
+  // Every 5th recipient bounces by design: the hard-bounce breaker would pause the campaign.
+  options.extra_config = "[breaker]\nhard_bounce_rate = 0\n[events]\nmax_bytes = 1048576\nkeep = 1000\n"
                          "[[webhook]]\nname = \"crm\"\nurl = \"http://127.0.0.1:" + std::to_string(receiver.port()) +
                          "/hook\"\nsecret = \"" + kSecret + "\"\nbatch = 500\ntimeout = \"5s\"\n";
   test::DaemonRig h(options);

@@ -37,20 +37,22 @@ TEST(Breaker, CountsPerCampaignAndProviderTripsOnceUntilReset) {
   config.min_attempts = 20;
   Breakers breakers(config);
   // Campaign 1: clean at "a", bad at "b"; the provider's rate trips before the campaign's.
-  for (int i = 0; i < 200; ++i) EXPECT_FALSE(breakers.observe(1, "a", queue::State::delivered, ""));
+  for (int i = 0; i < 200; ++i) EXPECT_FALSE(breakers.observe(1, "a", queue::State::delivered, "", 250));
   std::optional<std::string> trip;
   for (int i = 0; i < 20 && !trip; ++i)
-    trip = breakers.observe(1, "b", i % 4 == 0 ? queue::State::bounced : queue::State::delivered, "hard");
+    trip = breakers.observe(1, "b", i % 4 == 0 ? queue::State::bounced : queue::State::delivered, "hard", 550);
   ASSERT_TRUE(trip);
   EXPECT_NE(trip->find(" at b "), std::string::npos) << *trip;
-  EXPECT_FALSE(breakers.observe(1, "b", queue::State::bounced, "hard"));  // once
+  EXPECT_FALSE(breakers.observe(1, "b", queue::State::bounced, "hard", 550));  // once
   // Soft bounces, deferrals and other campaigns do not count.
-  for (int i = 0; i < 100; ++i) EXPECT_FALSE(breakers.observe(2, "b", queue::State::bounced, "soft"));
-  for (int i = 0; i < 100; ++i) EXPECT_FALSE(breakers.observe(2, "b", queue::State::deferred, "hard"));
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(breakers.observe(2, "b", queue::State::bounced, "soft", 552));
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(breakers.observe(2, "b", queue::State::deferred, "hard", 450));
+  // Hard bounces without an MX answer (no such domain, null MX) do not count either.
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(breakers.observe(3, "c", queue::State::bounced, "hard", 0));
   EXPECT_EQ(breakers.trips(), 1u);
   breakers.reset(1);
-  for (int i = 0; i < 19; ++i) EXPECT_FALSE(breakers.observe(1, "b", queue::State::bounced, "hard"));
-  EXPECT_TRUE(breakers.observe(1, "b", queue::State::bounced, "hard"));
+  for (int i = 0; i < 19; ++i) EXPECT_FALSE(breakers.observe(1, "b", queue::State::bounced, "hard", 550));
+  EXPECT_TRUE(breakers.observe(1, "b", queue::State::bounced, "hard", 550));
 }
 
 TEST(Breaker, ComplaintsCountFromTheLastResume) {
