@@ -301,6 +301,78 @@ TEST(OperateLiveSender, TenPercentUnknownRecipientsTripTheBreakerWhichPausesTheC
   EXPECT_GE(h.sink_messages(), sent + 20);
 }
 
+// A late DSN for `rcpt`, addressed to the VERP return path its message carried.
+std::string late_dsn(const std::string& verp, const std::string& rcpt) {
+  return "From: MAILER-DAEMON@relay.test (Mail Delivery System)\nSubject: Undelivered Mail Returned to Sender\n"
+         "To: " + verp + "\nMIME-Version: 1.0\n"
+         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B1\"\n\n"
+         "--B1\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n"
+         "--B1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.test\n\n"
+         "Final-Recipient: rfc822; " + rcpt + "\nAction: failed\nStatus: 5.1.1\n"
+         "Diagnostic-Code: smtp; 550 5.1.1 <" + rcpt + ">: User unknown\n\n--B1--\n";
+}
+
+// The suppression list, check and bounce ingest while the daemon holds the queue: the
+// same output and exit codes as without it (the daemon runs the changes).
+TEST(OperateLiveSender, SuppressCheckAndIngestWorkWhileServing) {
+  test::DaemonRig h(test::serve_options("127.0.55", "sup"));
+  h.start_serve();
+  ASSERT_EQ(h.submit(h.write_campaign("news", 2, "user")).exit_code, 0);
+  h.await_done("news", 8, 30s);
+
+  auto r = h.kurier({"suppress", "add", "Someone@Example.test", "--reason", "asked by phone"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << h.serve_log();
+  EXPECT_EQ(r.out, "kurier: Someone@Example.test suppressed (asked by phone)\n");
+  EXPECT_EQ(r.err, "");
+  test::write_file(h.root() / "optout.csv", "email,reason\nsomeone@example.test,dup\nother@example.test,robinson\n");
+  r = h.kurier({"suppress", "import", (h.root() / "optout.csv").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "kurier: " + (h.root() / "optout.csv").string() +
+                       ": 1 addresses added to the suppression list, 1 already on it\n");
+  test::write_file(h.root() / "bad.csv", "email\nnot-an-address\n");
+  r = h.kurier({"suppress", "import", (h.root() / "bad.csv").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find((h.root() / "bad.csv").string() + ":2: field 'email': not a valid address"), std::string::npos) << r.err;
+  r = h.kurier({"suppress", "list"});
+  EXPECT_NE(r.out.find("someone@example.test"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 suppressed addresses"), std::string::npos) << r.out;
+  r = h.kurier({"check", "--json", "--no-dns", "other@example.test"});
+  EXPECT_EQ(r.out, R"({"address":"other@example.test","action":"reject","verdicts":["suppressed"],"suggestion":null})"
+                   "\n");
+  r = h.kurier({"suppress", "remove", "other@example.test"});
+  EXPECT_EQ(r.out, "kurier: other@example.test removed from the suppression list\n");
+  r = h.kurier({"suppress", "remove", "other@example.test"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "kurier: other@example.test is not on the suppression list\n");
+
+  // A late bounce for a delivered recipient, ingested through the daemon.
+  const std::string rcpt = "user1@" + h.domains()[2];
+  std::string verp;
+  for (const auto& entry : fs::recursive_directory_iterator(h.root() / "mail")) {
+    const std::string message = test::read_file(entry.path());
+    if (message.find("X-Sink-Rcpt: <" + rcpt + ">") == std::string::npos) continue;
+    const auto at = message.find("Return-Path: <") + 14;
+    verp = message.substr(at, message.find('>', at) - at);
+  }
+  ASSERT_FALSE(verp.empty());
+  test::write_file(h.root() / "late.eml", late_dsn(verp, rcpt));
+  r = h.kurier({"bounce", "ingest", (h.root() / "late.eml").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("kurier: 1 messages: 1 matched, 0 unmatched"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("suppressed: 1 addresses added"), std::string::npos) << r.out;
+  EXPECT_NE(h.kurier({"report", "news"}).out.find("late_bounce"), std::string::npos);
+  EXPECT_EQ(event_lines(h, {R"("type":"late_bounce")", rcpt}), 1);
+  EXPECT_NE(h.kurier({"suppress", "list"}).out.find(rcpt), std::string::npos);
+
+  // The same commands with the daemon stopped print the same.
+  h.stop_serve(SIGTERM);
+  r = h.kurier({"suppress", "remove", "other@example.test"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "kurier: other@example.test is not on the suppression list\n");
+  r = h.kurier({"suppress", "add", "third@example.test", "--reason", "asked by phone"});
+  EXPECT_EQ(r.out, "kurier: third@example.test suppressed (asked by phone)\n");
+}
+
 // `kurier send` (no daemon) stops when the breaker pauses its campaign, and says why.
 TEST(OperateLiveSender, SendStopsWhenTheBreakerPausesItsCampaign) {
   auto options = slow_options("127.0.54", "snd");
