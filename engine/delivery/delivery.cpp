@@ -81,7 +81,9 @@ struct Delivery::Impl final : OutcomeSink {
     AdminChanges changes;
     std::promise<std::size_t> done;
   };
-  void apply_admin(AdminRequest& request);
+  bool apply_admin(AdminRequest& request);  // false: the store failed (request failed with it)
+  void close_writer(std::exception_ptr error, std::vector<std::shared_ptr<AdminRequest>>& taken);
+  std::exception_ptr failure_of_writer();
   std::vector<std::string> take_addresses(const std::vector<queue::Outcome>& batch);
   void fail(std::exception_ptr error) override;
 
@@ -172,7 +174,10 @@ void Delivery::Impl::writer_loop() {
     {
       std::unique_lock lock(results_mutex);
       results_cv.wait(lock, [&] { return !results.empty() || !admin_requests.empty() || writer_stop; });
-      if (results.empty() && admin_requests.empty() && writer_stop) return;
+      if (results.empty() && admin_requests.empty() && writer_stop) {
+        writer_running = false;  // later operator changes go straight to the store
+        return;
+      }
       admin.swap(admin_requests);
       if (results.size() <= kMaxRecordBatch) {
         batch.swap(results);
@@ -186,15 +191,35 @@ void Delivery::Impl::writer_loop() {
       end_cancelled(batch);
       if (!batch.empty()) store.record(batch);
     } catch (...) {
-      for (auto& request : admin) request->done.set_exception(std::current_exception());
-      fail(std::current_exception());
+      close_writer(std::current_exception(), admin);
       return;
     }
     on_recorded(batch);
     batch.clear();
-    for (auto& request : admin) apply_admin(*request);
+    for (std::size_t i = 0; i < admin.size(); ++i) {
+      if (apply_admin(*admin[i])) continue;
+      admin.erase(admin.begin(), admin.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      close_writer(failure_of_writer(), admin);
+      return;
+    }
     admin.clear();
   }
+}
+
+// The store failed under the writer: the engine stops, and every operator change not
+// yet applied (taken, or still waiting) fails with the store's error.
+void Delivery::Impl::close_writer(std::exception_ptr error, std::vector<std::shared_ptr<AdminRequest>>& taken) {
+  fail(error);
+  std::lock_guard lock(results_mutex);
+  writer_running = false;
+  for (auto& request : taken) request->done.set_exception(error);
+  for (auto& request : admin_requests) request->done.set_exception(error);
+  admin_requests.clear();
+}
+
+std::exception_ptr Delivery::Impl::failure_of_writer() {
+  std::lock_guard lock(flight_mutex);
+  return failure;
 }
 
 // A campaign paused, resumed or cancelled (by the operator or a breaker), as an
@@ -229,7 +254,7 @@ void Delivery::Impl::end_cancelled(std::vector<queue::Outcome>& batch) {
 
 // On the writer thread, so no delivery outcome is recorded between the check and the
 // write: changes for recipients in flight or changed since selection are dropped.
-void Delivery::Impl::apply_admin(AdminRequest& request) {
+bool Delivery::Impl::apply_admin(AdminRequest& request) {
   AdminChanges keep;
   try {
     auto& changes = request.changes;
@@ -248,7 +273,7 @@ void Delivery::Impl::apply_admin(AdminRequest& request) {
   } catch (...) {
     request.done.set_exception(std::current_exception());
     fail(std::current_exception());
-    return;
+    return false;
   }
   if (events) {  // on_recorded logs them with their addresses
     std::lock_guard lock(flight_mutex);
@@ -257,6 +282,7 @@ void Delivery::Impl::apply_admin(AdminRequest& request) {
   }
   on_recorded(keep.outcomes);
   request.done.set_value(keep.outcomes.size());
+  return true;
 }
 
 void Delivery::Impl::on_recorded(const std::vector<queue::Outcome>& batch) {
