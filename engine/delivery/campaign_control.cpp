@@ -85,6 +85,7 @@ CampaignControl::CampaignControl(queue::Store& store) : store_(store) {
   auto held = std::make_shared<std::vector<queue::CampaignId>>();
   for (const auto& [id, s] : states_) held->push_back(id);
   held_ = std::move(held);
+  any_held_ = !states_.empty();
 }
 
 ControlRefusal CampaignControl::change(queue::CampaignId id, ControlState next) {
@@ -107,6 +108,7 @@ ControlRefusal CampaignControl::change(queue::CampaignId id, ControlState next) 
     auto held = std::make_shared<std::vector<queue::CampaignId>>();
     for (const auto& [held_id, s] : states_) held->push_back(held_id);
     held_ = std::move(held);
+    any_held_ = !states_.empty();
     notify = on_change_;
   }
   if (notify) notify(id, next);
@@ -132,11 +134,13 @@ ControlState CampaignControl::state(queue::CampaignId id) const {
 }
 
 bool CampaignControl::held(queue::CampaignId id) const {
+  if (!any_held()) return false;
   std::lock_guard lock(mutex_);
   return states_.count(id) > 0;
 }
 
 bool CampaignControl::cancelled(queue::CampaignId id) const {
+  if (!any_held()) return false;
   std::lock_guard lock(mutex_);
   auto it = states_.find(id);
   return it != states_.end() && it->second.state == RunState::cancelled;

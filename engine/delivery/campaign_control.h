@@ -8,6 +8,7 @@
 // take effect in memory. Store failures are thrown as queue::StoreError.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -53,6 +54,8 @@ class CampaignControl {
 
   ControlState state(queue::CampaignId id) const;
   bool held(queue::CampaignId id) const;  // paused or cancelled: no new transaction
+  // Some campaign is held: one atomic load, for the per-message paths.
+  bool any_held() const { return any_held_.load(std::memory_order_acquire); }
   bool cancelled(queue::CampaignId id) const;
   // Paused and cancelled campaigns, sorted (for Store::due's `held`). Cheap: a shared
   // copy rebuilt on change.
@@ -70,6 +73,7 @@ class CampaignControl {
   std::map<queue::CampaignId, ControlState> states_;  // non-running only
   std::shared_ptr<const std::vector<queue::CampaignId>> held_ = std::make_shared<std::vector<queue::CampaignId>>();
   std::function<void(queue::CampaignId, const ControlState&)> on_change_;
+  std::atomic<bool> any_held_{false};  // !states_.empty(), readable without the mutex
 };
 
 // The JSON object /api/status shows per campaign ({"state","reason","by","since"}).

@@ -241,7 +241,7 @@ void Delivery::Impl::log_control(queue::CampaignId id, const ControlState& state
 // A recipient of a cancelled campaign that comes back unfinished (in flight when the
 // campaign was cancelled, or handed back unsent) ends `cancelled` instead.
 void Delivery::Impl::end_cancelled(std::vector<queue::Outcome>& batch) {
-  if (control.held_list()->empty()) return;
+  if (!control.any_held()) return;
   for (auto& o : batch) {
     if (queue::is_final(o.status.state) || !control.cancelled(o.key.campaign)) continue;
     o.status.state = queue::State::cancelled;

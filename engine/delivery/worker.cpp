@@ -330,7 +330,7 @@ void Worker::Impl::give_back(Job&& job, std::int64_t due_ms) {
 }
 
 bool Worker::Impl::release_held(Destination& dest) {
-  if (shared.control.held_list()->empty()) return false;
+  if (!shared.control.any_held()) return false;
   auto held = dest.pending.take_if([&](const Job& job) { return shared.control.held(job.recipient.key.campaign); });
   for (auto& job : held) {
     const std::int64_t due = job.recipient.status.next_attempt_ms;
