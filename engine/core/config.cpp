@@ -29,18 +29,9 @@ struct ConfigFile {
   fs::path resolve(const std::string& p) const { return fs::path(p).is_absolute() ? fs::path(p) : base / p; }
 };
 
-template <typename T>
-std::optional<T> get(const toml::table& table, std::string_view key, const std::string& file,
-                     const std::string& qualified) {
-  const toml::node* node = table.get(key);
-  if (!node) return std::nullopt;
-  if (auto value = node->value<T>()) return *value;
-  throw InputError(file, line_of(*node), qualified, "has the wrong type");
-}
-
 std::chrono::milliseconds get_ms(const toml::table& table, std::string_view key, const std::string& file,
                                  const std::string& qualified, std::chrono::milliseconds fallback) {
-  auto v = get<std::int64_t>(table, key, file, qualified);
+  auto v = toml_get<std::int64_t>(table, key, file, qualified);
   if (!v) return fallback;
   if (*v <= 0) throw InputError(file, line_of(*table.get(key)), qualified, "must be positive");
   return std::chrono::milliseconds(*v);
@@ -48,7 +39,7 @@ std::chrono::milliseconds get_ms(const toml::table& table, std::string_view key,
 
 // A TCP port: 1..65535.
 std::optional<std::uint16_t> get_port(const toml::table& table, const std::string& file, const std::string& qualified) {
-  auto v = get<std::int64_t>(table, "port", file, qualified);
+  auto v = toml_get<std::int64_t>(table, "port", file, qualified);
   if (!v) return std::nullopt;
   if (*v < 1 || *v > 65535) throw InputError(file, line_of(*table.get("port")), qualified, "must be 1..65535");
   return static_cast<std::uint16_t>(*v);
@@ -96,7 +87,7 @@ const toml::table* section(const toml::table& root, std::string_view name, const
 
 void read_queue(const toml::table& q, const ConfigFile& in, Config& config) {
   reject_unknown_keys(q, {"path"}, {in.file, "queue"});
-  if (auto v = get<std::string>(q, "path", in.file, "queue.path")) config.queue.path = in.resolve(*v);
+  if (auto v = toml_get<std::string>(q, "path", in.file, "queue.path")) config.queue.path = in.resolve(*v);
 }
 
 void read_dns(const toml::table& d, const ConfigFile& in, Config& config) {
@@ -123,9 +114,9 @@ void read_smtp_timeouts(const toml::table& t, const ConfigFile& in, smtp::Timeou
 
 void read_smtp(const toml::table& s, const ConfigFile& in, Config& config) {
   reject_unknown_keys(s, {"helo", "port", "tls", "timeouts"}, {in.file, "smtp"});
-  if (auto v = get<std::string>(s, "helo", in.file, "smtp.helo")) config.smtp.helo = *v;
+  if (auto v = toml_get<std::string>(s, "helo", in.file, "smtp.helo")) config.smtp.helo = *v;
   if (auto port = get_port(s, in.file, "smtp.port")) config.smtp.port = *port;
-  if (auto v = get<std::string>(s, "tls", in.file, "smtp.tls")) {
+  if (auto v = toml_get<std::string>(s, "tls", in.file, "smtp.tls")) {
     // "disabled": an alias kept for configurations written before "none".
     auto policy = *v == "disabled" ? smtp::TlsPolicy::disabled : tls_policy_from_string(*v);
     if (!policy) throw InputError(in.file, line_of(*s.get("tls")), "smtp.tls", "must be opportunistic, required or none");
@@ -137,9 +128,9 @@ void read_smtp(const toml::table& s, const ConfigFile& in, Config& config) {
 void read_mta_sts(const toml::table& m, const ConfigFile& in, Config& config) {
   reject_unknown_keys(m, {"enabled", "port", "ca_file", "timeout_ms"}, {in.file, "mta_sts"});
   auto& o = config.mta_sts;
-  if (auto v = get<bool>(m, "enabled", in.file, "mta_sts.enabled")) o.enabled = *v;
+  if (auto v = toml_get<bool>(m, "enabled", in.file, "mta_sts.enabled")) o.enabled = *v;
   if (auto port = get_port(m, in.file, "mta_sts.port")) o.port = *port;
-  if (auto v = get<std::string>(m, "ca_file", in.file, "mta_sts.ca_file")) {
+  if (auto v = toml_get<std::string>(m, "ca_file", in.file, "mta_sts.ca_file")) {
     o.ca_file = in.resolve(*v).string();
     if (!fs::exists(o.ca_file))
       throw InputError(in.file, line_of(*m.get("ca_file")), "mta_sts.ca_file", "file not found: " + o.ca_file);
@@ -149,7 +140,7 @@ void read_mta_sts(const toml::table& m, const ConfigFile& in, Config& config) {
 
 void read_verp(const toml::table& v, const ConfigFile& in, Config& config) {
   reject_unknown_keys(v, {"secret"}, {in.file, "verp"});
-  if (auto secret = get<std::string>(v, "secret", in.file, "verp.secret")) config.verp.secret = *secret;
+  if (auto secret = toml_get<std::string>(v, "secret", in.file, "verp.secret")) config.verp.secret = *secret;
 }
 
 DkimKey read_dkim_key(const toml::node& item, const ConfigFile& in) {
@@ -157,7 +148,7 @@ DkimKey read_dkim_key(const toml::node& item, const ConfigFile& in) {
   if (!t) throw InputError(in.file, line_of(item), "dkim.key", "must be a table with domain, selector, key");
   reject_unknown_keys(*t, {"domain", "selector", "key"}, {in.file, "dkim.key", true});
   auto need = [&](std::string_view name) {
-    auto v = get<std::string>(*t, name, in.file, "dkim.key." + std::string(name));
+    auto v = toml_get<std::string>(*t, name, in.file, "dkim.key." + std::string(name));
     if (!v || v->empty()) throw InputError(in.file, line_of(item), "dkim.key." + std::string(name), "is required");
     return *v;
   };
@@ -179,20 +170,20 @@ void read_dkim(const toml::table& d, const ConfigFile& in, Config& config) {
 
 void read_http(const toml::table& h, const ConfigFile& in, Config& config) {
   reject_unknown_keys(h, {"listen", "token"}, {in.file, "http"});
-  if (auto v = get<std::string>(h, "listen", in.file, "http.listen")) config.http.listen = *v;
-  if (auto v = get<std::string>(h, "token", in.file, "http.token")) config.http.token = *v;
+  if (auto v = toml_get<std::string>(h, "listen", in.file, "http.listen")) config.http.listen = *v;
+  if (auto v = toml_get<std::string>(h, "token", in.file, "http.token")) config.http.token = *v;
 }
 
 void read_bounce(const toml::table& b, const ConfigFile& in, Config& config) {
   reject_unknown_keys(b, {"listen", "soft_limit", "domains", "rules"}, {in.file, "bounce"});
-  if (auto v = get<std::string>(b, "listen", in.file, "bounce.listen")) config.bounce.listen = *v;
-  if (auto v = get<std::int64_t>(b, "soft_limit", in.file, "bounce.soft_limit")) {
+  if (auto v = toml_get<std::string>(b, "listen", in.file, "bounce.listen")) config.bounce.listen = *v;
+  if (auto v = toml_get<std::int64_t>(b, "soft_limit", in.file, "bounce.soft_limit")) {
     if (*v < 0 || *v > 1000) throw InputError(in.file, line_of(*b.get("soft_limit")), "bounce.soft_limit", "must be 0..1000");
     config.bounce.soft_limit = static_cast<std::uint32_t>(*v);
   }
   for (const auto& domain : get_strings(b, "domains", in.file, "bounce.domains", "must be a list of domains"))
     config.bounce.domains.push_back(text::lower_ascii(domain));
-  if (auto v = get<std::string>(b, "rules", in.file, "bounce.rules")) {
+  if (auto v = toml_get<std::string>(b, "rules", in.file, "bounce.rules")) {
     config.bounce.rules_file = in.resolve(*v);
     try {
       config.bounce.rules = std::make_shared<const bounce::Rules>(bounce::Rules::load(config.bounce.rules_file));
@@ -205,11 +196,11 @@ void read_bounce(const toml::table& b, const ConfigFile& in, Config& config) {
 
 void read_engine(const toml::table& e, const ConfigFile& in, Config& config) {
   reject_unknown_keys(e, {"workers", "window"}, {in.file, "engine"});
-  if (auto v = get<std::int64_t>(e, "workers", in.file, "engine.workers")) {
+  if (auto v = toml_get<std::int64_t>(e, "workers", in.file, "engine.workers")) {
     if (*v < 0 || *v > 64) throw InputError(in.file, line_of(*e.get("workers")), "engine.workers", "must be 0..64");
     config.engine.workers = static_cast<int>(*v);
   }
-  if (auto v = get<std::int64_t>(e, "window", in.file, "engine.window")) {
+  if (auto v = toml_get<std::int64_t>(e, "window", in.file, "engine.window")) {
     if (*v < 1) throw InputError(in.file, line_of(*e.get("window")), "engine.window", "must be >= 1");
     config.engine.window = static_cast<std::size_t>(*v);
   }
@@ -242,7 +233,7 @@ void read_breaker(const toml::table& b, const ConfigFile& in, Config& config) {
   for (auto [key, target] : {std::pair{"min_attempts", &config.breaker.min_attempts},
                              std::pair{"min_deliveries", &config.breaker.min_deliveries}}) {
     auto field = std::string("breaker.") + key;
-    if (auto v = get<std::int64_t>(b, key, in.file, field)) {
+    if (auto v = toml_get<std::int64_t>(b, key, in.file, field)) {
       if (*v < 1) throw InputError(in.file, line_of(*b.get(key)), field, "must be >= 1");
       *target = static_cast<std::uint64_t>(*v);
     }
@@ -255,7 +246,7 @@ void read_hygiene(const toml::table& h, const ConfigFile& in, Config& config) {
 
 void read_log(const toml::table& l, const ConfigFile& in, Config& config) {
   reject_unknown_keys(l, {"level"}, {in.file, "log"});
-  if (auto v = get<std::string>(l, "level", in.file, "log.level")) config.log.level = *v;
+  if (auto v = toml_get<std::string>(l, "level", in.file, "log.level")) config.log.level = *v;
 }
 
 void read_events(const toml::table& e, const ConfigFile& in, Config& config) {
@@ -264,7 +255,7 @@ void read_events(const toml::table& e, const ConfigFile& in, Config& config) {
 
 void read_shaping(const toml::table& s, const ConfigFile& in, Config& config) {
   reject_unknown_keys(s, {"file"}, {in.file, "shaping"});
-  if (auto v = get<std::string>(s, "file", in.file, "shaping.file")) config.shaping = load_shaping(in.resolve(*v));
+  if (auto v = toml_get<std::string>(s, "file", in.file, "shaping.file")) config.shaping = load_shaping(in.resolve(*v));
 }
 
 using SectionReader = void (*)(const toml::table&, const ConfigFile&, Config&);

@@ -5,11 +5,14 @@
 
 #include <cstddef>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <toml++/toml.h>
+
+#include "engine/core/input_error.h"
 
 namespace kurier::engine {
 
@@ -37,5 +40,16 @@ std::string nearest_name(std::string_view name, const std::vector<std::string_vi
 
 // 1-based line of a node, for InputError.
 inline std::size_t line_of(const toml::node& node) { return node.source().begin.line; }
+
+// `table[key]` as a T; nullopt when absent; InputError naming `file`, its line and the
+// `qualified` key when it has another type.
+template <typename T>
+std::optional<T> toml_get(const toml::table& table, std::string_view key, const std::string& file,
+                          const std::string& qualified) {
+  const toml::node* node = table.get(key);
+  if (!node) return std::nullopt;
+  if (auto value = node->value<T>()) return *value;
+  throw InputError(file, line_of(*node), qualified, "has the wrong type");
+}
 
 }  // namespace kurier::engine

@@ -226,16 +226,11 @@ std::exception_ptr Delivery::Impl::failure_of_writer() {
 // `admin` event of the campaign (no recipient).
 void Delivery::Impl::log_control(queue::CampaignId id, const ControlState& state) {
   if (!events) return;
-  auto facts = events->facts(id);
-  if (!facts) return;
-  queue::Recipient nobody;
-  nobody.key.campaign = id;
   const std::string_view action = state.state == RunState::running   ? "resume"
                                   : state.state == RunState::paused ? "pause"
                                                                     : "cancel";
   const std::string reason = state.state == RunState::running ? "" : state.reason + " (by " + state.by + ")";
-  const EventRecord e = admin_event(nobody, *facts, action, reason, clock());
-  events->append(std::span(&e, 1));
+  events->operator_action(id, action, reason, clock());
 }
 
 // A recipient of a cancelled campaign that comes back unfinished (in flight when the

@@ -48,6 +48,24 @@ std::optional<CampaignFacts> CampaignEvents::facts(queue::CampaignId id) noexcep
   return std::nullopt;
 }
 
+void CampaignEvents::operator_action(queue::CampaignId campaign, std::string_view action, const std::string& reason,
+                                     std::int64_t now_ms) noexcept {
+  CampaignFacts campaign_facts;
+  if (campaign != 0) {
+    auto known_facts = facts(campaign);
+    if (!known_facts) return;
+    campaign_facts = std::move(*known_facts);
+  }
+  try {
+    queue::Recipient nobody;
+    nobody.key.campaign = campaign;
+    const EventRecord e = admin_event(nobody, campaign_facts, action, reason, now_ms);
+    append(std::span(&e, 1));
+  } catch (const std::exception& e) {
+    log_failure("operator action", e);
+  }
+}
+
 std::string CampaignEvents::sender(queue::RecipientKey key, const std::string& verp_domain) const {
   return verp_ ? verp_->address({key.campaign, key.recipient}, verp_domain) : "";
 }

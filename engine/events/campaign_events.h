@@ -46,6 +46,11 @@ class CampaignEvents {
   // Events made elsewhere, e.g. admin_event() for each recipient an operator purged.
   void append(std::span<const EventRecord> events) noexcept { sink_->append(events); }
 
+  // An operator's (or a breaker's) action on a campaign, or on a scope when `campaign`
+  // is 0 (suspend --domain ...): one `admin` event without a recipient.
+  void operator_action(queue::CampaignId campaign, std::string_view action, const std::string& reason,
+                       std::int64_t now_ms) noexcept;
+
   // The campaign's name and queued time (cached); nullopt if it is not in the queue.
   std::optional<CampaignFacts> facts(queue::CampaignId id) noexcept;
 

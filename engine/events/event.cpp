@@ -5,7 +5,6 @@
 #include <array>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "engine/core/text_format.h"
 
@@ -125,16 +124,6 @@ std::optional<EventType> event_type_from_string(std::string_view name) {
   for (std::size_t i = 0; i < kTypeNames.size(); ++i)
     if (kTypeNames[i] == name) return static_cast<EventType>(i);
   return std::nullopt;
-}
-
-nlohmann::ordered_json to_json(const EventRecord& e) {
-  return {{"id", e.id},           {"type", to_string(e.type)},   {"time", iso_time(e.time_ms)},
-          {"campaign", e.campaign}, {"recipient", e.recipient},  {"sender", e.sender},
-          {"source", e.source},   {"mx", e.mx},                  {"ip", e.ip},
-          {"tls", e.tls},         {"attempt", e.attempt},        {"code", e.code},
-          {"enhanced", e.enhanced}, {"text", e.text},            {"reason", e.reason},
-          {"category", e.category}, {"queued_time", iso_time(e.queued_ms)}, {"size", e.size},
-          {"node", e.node}};
 }
 
 std::string to_json_line(const EventRecord& event) {

@@ -10,8 +10,6 @@
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "queue/store.h"
 
 namespace kurier::engine {
@@ -60,11 +58,9 @@ struct EventRecord {
   std::string node;            // the cluster node (empty: single node)
 };
 
-// One compact JSON object, keys in this order: id, type, time (ISO 8601 UTC), then the
-// fields above
-// (queued_time as ISO 8601). Readers may rely on the line starting {"id":N,"type":"T".
-nlohmann::ordered_json to_json(const EventRecord& event);
-// The same object as one line (without the line break), written directly: the event
+// One compact JSON object as one line (without the line break), keys in this order:
+// id, type, time (ISO 8601 UTC), then the fields above (queued_time as ISO 8601).
+// Readers may rely on the line starting {"id":N,"type":"T". Written directly: the event
 // log's hot path (an intake writes a million). Invalid UTF-8 in a text (reply texts
 // come from the network) becomes U+FFFD. `id` replaces event.id when given.
 std::string to_json_line(const EventRecord& event);

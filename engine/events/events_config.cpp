@@ -13,19 +13,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-template <typename T>
-std::optional<T> get(const toml::table& table, std::string_view key, const std::string& file,
-                     const std::string& qualified) {
-  const toml::node* node = table.get(key);
-  if (!node) return std::nullopt;
-  if (auto value = node->value<T>()) return *value;
-  throw InputError(file, line_of(*node), qualified, "has the wrong type");
-}
-
 // A positive integer no larger than `max`.
 std::optional<std::uint64_t> get_count(const toml::table& table, std::string_view key, const std::string& file,
                                        const std::string& qualified, std::int64_t min, std::int64_t max) {
-  auto v = get<std::int64_t>(table, key, file, qualified);
+  auto v = toml_get<std::int64_t>(table, key, file, qualified);
   if (!v) return std::nullopt;
   if (*v < min || *v > max)
     throw InputError(file, line_of(*table.get(key)), qualified,
@@ -71,14 +62,14 @@ WebhookConfig read_webhook(const toml::node& item, const std::string& file) {
   if (!t) throw InputError(file, line_of(item), "webhook", "must be a table ([[webhook]])");
   reject_unknown_keys(*t, {"name", "url", "secret", "events", "batch", "timeout"}, {file, "webhook", true});
   WebhookConfig w;
-  w.url = get<std::string>(*t, "url", file, "webhook.url").value_or("");
+  w.url = toml_get<std::string>(*t, "url", file, "webhook.url").value_or("");
   if (!w.url.starts_with("http://") && !w.url.starts_with("https://"))
     throw InputError(file, line_of(t->get("url") ? *t->get("url") : item), "webhook.url",
                      w.url.empty() ? "is required" : "must be an http:// or https:// URL: \"" + w.url + "\"");
-  w.secret = get<std::string>(*t, "secret", file, "webhook.secret").value_or("");
+  w.secret = toml_get<std::string>(*t, "secret", file, "webhook.secret").value_or("");
   if (w.secret.empty())
     throw InputError(file, line_of(item), "webhook.secret", "is required (the HMAC key of X-Kurier-Signature)");
-  w.name = get<std::string>(*t, "name", file, "webhook.name").value_or(w.url);
+  w.name = toml_get<std::string>(*t, "name", file, "webhook.name").value_or(w.url);
   w.events = read_types(*t, file);
   if (auto v = get_count(*t, "batch", file, "webhook.batch", 1, 10000)) w.batch = *v;
   w.timeout = read_timeout(*t, file);
@@ -89,9 +80,9 @@ WebhookConfig read_webhook(const toml::node& item, const std::string& file) {
 
 void read_events_section(const toml::table& e, const std::string& file, const fs::path& base, EventsConfig& config) {
   reject_unknown_keys(e, {"enabled", "file", "max_bytes", "keep", "intake"}, {file, "events"});
-  if (auto v = get<bool>(e, "enabled", file, "events.enabled")) config.enabled = *v;
-  if (auto v = get<bool>(e, "intake", file, "events.intake")) config.intake = *v;
-  if (auto v = get<std::string>(e, "file", file, "events.file")) {
+  if (auto v = toml_get<bool>(e, "enabled", file, "events.enabled")) config.enabled = *v;
+  if (auto v = toml_get<bool>(e, "intake", file, "events.intake")) config.intake = *v;
+  if (auto v = toml_get<std::string>(e, "file", file, "events.file")) {
     if (v->empty()) throw InputError(file, line_of(*e.get("file")), "events.file", "must not be empty");
     config.file = fs::path(*v).is_absolute() ? fs::path(*v) : base / *v;
   }

@@ -77,16 +77,7 @@ std::size_t apply_changes(OperationTarget& t, AdminChanges changes) {
 void log_action(OperationTarget& t, std::optional<queue::CampaignId> campaign, std::string_view action,
                 const std::string& detail, bool engine_logs_it = false) {
   if (!t.events || (engine_logs_it && t.delivery)) return;
-  CampaignFacts facts;
-  if (campaign) {
-    auto known = t.events->facts(*campaign);
-    if (!known) return;
-    facts = *known;
-  }
-  queue::Recipient nobody;
-  nobody.key.campaign = campaign.value_or(0);
-  const EventRecord e = admin_event(nobody, facts, action, detail, t.now_ms);
-  t.events->append(std::span(&e, 1));
+  t.events->operator_action(campaign.value_or(0), action, detail, t.now_ms);
 }
 
 OperationResult refused(ControlRefusal refusal, const std::string& campaign) {
